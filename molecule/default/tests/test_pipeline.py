@@ -1,0 +1,205 @@
+"""The deployed pipeline on the converged lab: what a Pod site relies on after playbooks/site.yml.
+
+Run by Molecule's testinfra verifier (scenarios default and debian13) from the repository root,
+with LAB_NAME naming the lab and ANSIBLE_LOG_PATH the log of every ansible-playbook run of the
+scenario, converge included.
+"""
+
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+
+from lablib import lab, pod  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[3]
+POD_DIR = "/usr/local/django_projects/podv4"
+SETTINGS = POD_DIR + "/pod/custom/settings_local.py"
+SITE_SETTINGS = REPO / "tests" / "fixtures" / "site_settings_local.py"
+BLOCK_BEGIN = "# BEGIN esup_pod.xapi managed settings"
+
+
+def secrets():
+    """The secrets planted in the lab inventory."""
+    return [lab.var("frontal", "xapi_lrs_password"), lab.var("frontal", "xapi_broker_password")]
+
+
+def run_playbook(*args):
+    """A real ansible-playbook run against the lab; returns its output (stdout and stderr)."""
+    env = dict(os.environ, LAB_NAME=lab.lab_name(), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    env.pop("ANSIBLE_LOG_PATH", None)
+    env.pop("ANSIBLE_CONFIG", None)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "inventory/lab", *args],
+        cwd=str(REPO), env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    return done.returncode, done.stdout
+
+
+def recap(output):
+    """{host: {ok, changed, failed, ...}} from a PLAY RECAP."""
+    result = {}
+    for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output, re.M):
+        result[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)}
+    return result
+
+
+def test_statements_enqueued_on_the_frontal_all_reach_the_lrs(lrs):
+    ids = pod.enqueue(200, tag="verify")
+    assert len(set(ids)) == 200
+    stored = lrs.wait_for(ids, timeout=180)
+    assert sorted(stored) == sorted(ids)
+    sample = stored[ids[0]]
+    assert sample["verb"]["id"] == "https://w3id.org/xapi/video/verbs/played"
+    assert sample["object"]["definition"]["type"] == "https://w3id.org/xapi/video/activity-type/video"
+
+
+def test_the_worker_consumes_the_xapi_queue(lab_host):
+    encoding = lab_host("encoding")
+    cmd = encoding.run(
+        "cd %s && su pod -s /bin/sh -c '/home/pod/.virtualenvs/django_pod4/bin/celery "
+        "-A pod.xapi.xapi_tasks inspect active_queues --timeout 5'" % POD_DIR)
+    assert cmd.rc == 0, cmd.stderr
+    assert re.search(r"\bxapi@encoding: OK", cmd.stdout), cmd.stdout
+    assert "'name': 'xapi'" in cmd.stdout, cmd.stdout
+    assert encoding.run("/etc/init.d/celeryd-xapi status").rc == 0
+
+
+def test_the_worker_starts_at_boot():
+    container = lab.container("encoding")
+    subprocess.run(["podman", "restart", "-t", "10", container], check=True, stdout=subprocess.DEVNULL)
+    encoding = lab.host("encoding")
+    # celery multi daemonizes: poll (bounded) for the node to answer, no fixed sleep.
+    cmd = None
+    for _ in range(30):
+        cmd = encoding.run(
+            "cd %s && su pod -s /bin/sh -c '/home/pod/.virtualenvs/django_pod4/bin/celery "
+            "-A pod.xapi.xapi_tasks inspect ping --timeout 2'" % POD_DIR)
+        if cmd.rc == 0 and "pong" in cmd.stdout:
+            break
+    assert cmd.rc == 0 and "pong" in cmd.stdout, cmd.stdout + cmd.stderr
+
+
+_RESP = r"""
+import socket, sys
+sock = socket.create_connection((sys.argv[1], int(sys.argv[2])), 5)
+answers = sock.makefile("rb")
+for command in sys.argv[3:]:
+    words = command.split(" ")
+    sock.sendall(("*%d\r\n" % len(words) + "".join("$%d\r\n%s\r\n" % (len(w), w) for w in words)).encode())
+    print(answers.readline().decode().strip())
+"""
+
+
+def redis_from_encoding(*commands):
+    """A raw Redis conversation from the encoding host to the broker: each answer's first line."""
+    done = subprocess.run(
+        ["podman", "exec", "-i", lab.container("encoding"), "python3", "-c", _RESP, "frontal", "6379", *commands],
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def _q(text):
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def test_redis_refuses_a_client_without_the_password():
+    answers = redis_from_encoding("PING", "LLEN xapi")
+    assert answers[0].startswith("-NOAUTH"), answers
+    assert answers[1].startswith("-NOAUTH"), answers
+
+
+def test_redis_accepts_the_password_over_the_lab_network():
+    answers = redis_from_encoding("AUTH " + lab.var("frontal", "xapi_broker_password"), "PING")
+    assert answers == ["+OK", "+PONG"], answers
+
+
+def test_redis_policy_and_persistence(lab_host):
+    frontal = lab_host("frontal")
+    password = lab.var("frontal", "xapi_broker_password")
+    out = frontal.run("REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 config get maxmemory-policy" % _q(password))
+    assert out.stdout.split() == ["maxmemory-policy", "noeviction"], out.stdout
+    out = frontal.run("REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 config get appendonly" % _q(password))
+    assert out.stdout.split() == ["appendonly", "yes"], out.stdout
+
+
+def test_the_sites_own_settings_survived_byte_for_byte(lab_host):
+    content = lab_host("frontal").file(SETTINGS).content_string
+    assert BLOCK_BEGIN in content
+    site_part = content[:content.index(BLOCK_BEGIN)]
+    assert site_part.rstrip("\n") == SITE_SETTINGS.read_text().rstrip("\n")
+    assert site_part.startswith(SITE_SETTINGS.read_text())
+    compiled = lab_host("frontal").run("python3 -c \"import ast,sys; ast.parse(open(sys.argv[1]).read())\" " + SETTINGS)
+    assert compiled.rc == 0, compiled.stderr
+
+
+def test_the_xapi_settings_are_what_pod_reads(lab_host):
+    for name in ("frontal", "encoding"):
+        out = lab_host(name).run(
+            "cd %s && /home/pod/.virtualenvs/django_pod4/bin/python -c "
+            "\"from pod.custom import settings_local as s; print(s.USE_XAPI, s.XAPI_LRS_URL, s.XAPI_LRS_LOGIN,"
+            " s.XAPI_CELERY_BROKER_URL.split('@')[-1])\"" % POD_DIR)
+        assert out.rc == 0, out.stderr
+        assert out.stdout.split() == ["True", lab.var("frontal", "xapi_lrs_url"),
+                                      lab.var("frontal", "xapi_lrs_login"), "frontal:6379/6"], out.stdout
+
+
+@pytest.mark.parametrize("host_name, path, owner, group", [
+    ("frontal", SETTINGS, "pod", "pod"),
+    ("encoding", SETTINGS, "root", "pod"),
+    ("encoding", "/etc/default/celeryd-xapi", "root", "root"),
+])
+def test_files_holding_secrets_are_not_world_readable(lab_host, host_name, path, owner, group):
+    f = lab_host(host_name).file(path)
+    assert f.exists
+    assert f.user == owner and f.group == group
+    assert f.mode & stat.S_IRWXO == 0, oct(f.mode)
+    assert f.mode & stat.S_IWGRP == 0, oct(f.mode)
+
+
+def test_the_redis_password_file_is_not_world_readable(lab_host):
+    frontal = lab_host("frontal")
+    holders = frontal.run("grep -l -r requirepass /etc/redis").stdout.split()
+    assert holders
+    for path in holders:
+        assert frontal.file(path).mode & stat.S_IRWXO == 0, path
+
+
+@pytest.mark.parametrize("host_name", ["frontal", "encoding"])
+def test_no_role_ever_reset_the_database(lab_host, host_name):
+    checkout = lab_host(host_name).file(POD_DIR)
+    assert checkout.is_directory
+    assert not lab_host(host_name).file(POD_DIR + "/CREATEDB_WAS_RUN").exists
+    assert not lab_host(host_name).file(POD_DIR + "/INSTALL_WAS_RUN").exists
+
+
+def test_secrets_appear_nowhere_in_the_converge_log():
+    log = Path(os.environ["ANSIBLE_LOG_PATH"]).read_text()
+    # The log really holds the converge: the roles' tasks and their diffs.
+    assert "esup_pod.xapi.worker" in log and "esup_pod.xapi.frontal" in log
+    for secret in secrets():
+        assert secret not in log
+
+
+def test_check_mode_on_the_converged_lab_reports_no_change():
+    rc, output = run_playbook("playbooks/site.yml", "--check", "--diff", "-v")
+    assert rc == 0, output[-3000:]
+    hosts = recap(output)
+    assert set(hosts) >= {"frontal", "encoding"}, output[-2000:]
+    assert all(counts["changed"] == 0 for counts in hosts.values()), output[-3000:]
+    for secret in secrets():
+        assert secret not in output
+
+
+def test_the_pod_web_service_was_restarted_after_its_settings_changed(lab_host):
+    frontal = lab_host("frontal")
+    pid = frontal.file("/run/uwsgi-pod.pid").content_string.strip()
+    started = int(frontal.check_output('date -d "$(ps -o lstart= -p %s)" +%%s' % pid))
+    changed = int(frontal.check_output("stat -c %%Y %s" % SETTINGS))
+    assert started >= changed, "uwsgi-pod started at %d, before settings_local.py changed at %d" % (started, changed)

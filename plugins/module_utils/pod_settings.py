@@ -1,0 +1,342 @@
+# -*- coding: utf-8 -*-
+# Copyright: Esup-Pod xAPI collection maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Pure logic of the pod_settings module: one managed block of Python settings at the end of a file.
+
+Everything outside the block is kept byte for byte. The block holds one ``NAME = <literal>`` line per
+managed name, sorted by name, and is always the last thing in the file, so its assignments win over any
+assignment of the same names earlier in the file.
+"""
+
+from __future__ import annotations
+
+import ast
+import keyword
+
+BEGIN_MARKER = "# BEGIN esup_pod.xapi managed settings -- do not edit"
+END_MARKER = "# END esup_pod.xapi managed settings"
+MASK = "********"
+
+_BOM = "\ufeff"
+_SCALARS = (str, bool, int, float, type(None))
+
+
+class PodSettingsError(Exception):
+    """Bad input or a file that cannot be managed: the caller must fail without changing anything."""
+
+
+def check_value(name, value):
+    """Accept only values that render as Python literals and read back as the same value."""
+    if isinstance(value, _SCALARS):
+        return
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            check_value(name, item)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_value(name, key)
+            check_value(name, item)
+        return
+    raise PodSettingsError(
+        "%s: unsupported value type %s (use a string, boolean, integer, float, None, list or dict)"
+        % (name, type(value).__name__)
+    )
+
+
+def check_name(name):
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise PodSettingsError("%r is not a valid Python name for a setting" % (name,))
+
+
+def merge_values(settings, secrets):
+    """Return (values, secret_names) from the two option dicts; a name may be in only one of them."""
+    settings = settings or {}
+    secrets = secrets or {}
+    both = sorted(set(settings) & set(secrets))
+    if both:
+        raise PodSettingsError("names given in both settings and secrets: %s" % ", ".join(both))
+    values = {}
+    for source in (settings, secrets):
+        for name, value in source.items():
+            check_name(name)
+            check_value(name, value)
+            values[name] = value
+    return values, frozenset(secrets)
+
+
+def render_block(values, secret_names=frozenset(), newline="\n", mask=False):
+    """The managed block: markers and one sorted ``NAME = repr(value)`` line per name.
+
+    With mask=True the values of secret_names are rendered as '********' (for diffs and results only).
+    """
+    lines = [BEGIN_MARKER]
+    for name in sorted(values):
+        if mask and name in secret_names:
+            literal = repr(MASK)
+        else:
+            literal = repr(values[name])
+        lines.append("%s = %s" % (name, literal))
+    lines.append(END_MARKER)
+    return newline.join(lines) + newline
+
+
+def _split_lines(text):
+    return text.splitlines(True)
+
+
+def find_block(text):
+    """Return (start, end) character offsets of the managed block (end is after END's line break), or None.
+
+    A marker is a whole line (trailing white space ignored). More than one block, or a BEGIN without an
+    END (or the reverse), is an error: the file was edited by hand and must be fixed by hand.
+    """
+    begins = []
+    ends = []
+    offset = 0
+    for line in _split_lines(text):
+        stripped = line.rstrip()
+        if stripped == BEGIN_MARKER:
+            begins.append(offset)
+        elif stripped == END_MARKER:
+            ends.append(offset + len(line))
+        offset += len(line)
+    if not begins and not ends:
+        return None
+    if len(begins) != 1 or len(ends) != 1 or ends[0] <= begins[0]:
+        raise PodSettingsError(
+            "the managed block markers are damaged (found %d BEGIN and %d END lines, expected one of each, "
+            "BEGIN first): fix the file by hand" % (len(begins), len(ends))
+        )
+    return begins[0], ends[0]
+
+
+def detect_newline(text):
+    return "\r\n" if "\r\n" in text else "\n"
+
+
+def update_text(text, values, secret_names=frozenset(), mask=False):
+    """Return the file's new text: the site's text untouched, then the managed block as the last thing.
+
+    - no block yet: the block is appended after one blank line;
+    - a block that is already last (only white space after it): it is replaced in place;
+    - a block followed by site content: the block is removed from there and appended at the end.
+    """
+    bom = ""
+    if text.startswith(_BOM):
+        bom, text = _BOM, text[len(_BOM):]
+    newline = detect_newline(text)
+    block = render_block(values, secret_names, newline, mask)
+    span = find_block(text)
+    if span is not None:
+        start, end = span
+        prefix, suffix = text[:start], text[end:]
+        if not suffix.strip():
+            return bom + prefix + block + suffix
+        rest = prefix + suffix
+    else:
+        rest = text
+    if rest and not rest.endswith(("\n", "\r")):
+        rest += newline
+    if rest.strip() and not rest.endswith(newline + newline):
+        rest += newline
+    return bom + rest + block
+
+
+def _parse(text, filename):
+    if text.startswith(_BOM):
+        text = text[len(_BOM):]
+    try:
+        return ast.parse(text, filename=filename)
+    except (SyntaxError, ValueError) as exc:
+        raise PodSettingsError("%s is not valid Python: %s" % (filename, exc)) from exc
+
+
+def check_compiles(text, filename):
+    """compile() the text as Python; a failure is a PodSettingsError naming the file and the line."""
+    if text.startswith(_BOM):
+        text = text[len(_BOM):]
+    try:
+        compile(text, filename, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        raise PodSettingsError("the result for %s would not be valid Python, nothing was changed: %s" % (filename, exc)) from exc
+
+
+def _target_names(target):
+    """Names bound by an assignment target (x, (x, y), [x, *y]); attributes and subscripts bind nothing."""
+    if isinstance(target, ast.Name):
+        yield target
+    elif isinstance(target, (ast.Tuple, ast.List)):
+        for elt in target.elts:
+            yield from _target_names(elt)
+    elif isinstance(target, ast.Starred):
+        yield from _target_names(target.value)
+
+
+def _module_level_bindings(tree):
+    """Yield (name, lineno, value_node_or_None) for every module-level binding of a name.
+
+    Walks compound statements (if, try, with, for, while, match) but not function or class bodies,
+    which have their own scopes.
+    """
+    stack = list(reversed(tree.body))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            yield node.name, node.lineno, None
+            continue
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                for name in _target_names(target):
+                    single = isinstance(target, ast.Name)
+                    yield name.id, name.lineno, node.value if single else None
+        elif isinstance(node, ast.AnnAssign):
+            for name in _target_names(node.target):
+                yield name.id, name.lineno, node.value
+        elif isinstance(node, ast.AugAssign):
+            for name in _target_names(node.target):
+                yield name.id, name.lineno, node.value
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            for name in _target_names(node.target):
+                yield name.id, name.lineno, None
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            for item in node.items:
+                if item.optional_vars is not None:
+                    for name in _target_names(item.optional_vars):
+                        yield name.id, name.lineno, None
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                bound = alias.asname or alias.name.split(".")[0]
+                yield bound, node.lineno, None
+        # Walrus assignments anywhere in the statement's own expressions.
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.stmt, ast.excepthandler)) or type(child).__name__ == "match_case":
+                continue
+            for sub in ast.walk(child):
+                if isinstance(sub, ast.NamedExpr) and isinstance(sub.target, ast.Name):
+                    yield sub.target.id, sub.target.lineno, None
+        children = []
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            for child in getattr(node, field, None) or []:
+                if isinstance(child, ast.stmt):
+                    children.append(child)
+                elif hasattr(child, "body"):  # except handlers and match cases
+                    children.extend(child.body)
+        stack.extend(reversed(children))
+
+
+def _block_line_range(text):
+    """1-based (first, last) line numbers of the managed block in text, or None."""
+    if text.startswith(_BOM):
+        text = text[len(_BOM):]
+    span = find_block(text)
+    if span is None:
+        return None
+    first = text.count("\n", 0, span[0]) + 1
+    last = text.count("\n", 0, span[1] - 1) + 1
+    return first, last
+
+
+def find_shadowed(text, names, filename="<settings>"):
+    """Site bindings of managed names outside the managed block: a sorted list of {name, line}."""
+    wanted = set(names)
+    block = _block_line_range(text)
+    found = set()
+    for name, lineno, _value in _module_level_bindings(_parse(text, filename)):
+        if name not in wanted:
+            continue
+        if block is not None and block[0] <= lineno <= block[1]:
+            continue
+        found.add((lineno, name))
+    return [{"name": name, "line": lineno} for lineno, name in sorted(found)]
+
+
+def _block_names(text, filename="<settings>"):
+    """The names assigned inside the managed block of text."""
+    block = _block_line_range(text)
+    if block is None:
+        return set()
+    return {
+        name
+        for name, lineno, _value in _module_level_bindings(_parse(text, filename))
+        if block[0] <= lineno <= block[1]
+    }
+
+
+def _col_to_index(line, col):
+    """ast column offsets count UTF-8 bytes: convert one to a character index in line."""
+    return len(line.encode("utf-8")[:col].decode("utf-8", "ignore"))
+
+
+def mask_text(text, secret_names, secret_values=(), filename="<settings>", block_names=()):
+    """Return text with every secret value hidden, for diffs and results only (never written).
+
+    - the value of every module-level assignment of a secret name (in or outside the managed block)
+      is replaced by '********';
+    - so is the value of every name of block_names, inside the managed block only;
+    - every non-empty secret string (and its repr without quotes) still left anywhere is replaced too.
+    """
+    masked = text
+    if secret_names:
+        body = masked[len(_BOM):] if masked.startswith(_BOM) else masked
+        bom = masked[: len(masked) - len(body)]
+        try:
+            tree = ast.parse(body, filename=filename)
+        except (SyntaxError, ValueError):
+            tree = None
+        if tree is not None:
+            lines = _split_lines(body)
+            offsets = [0]
+            for line in lines:
+                offsets.append(offsets[-1] + len(line))
+            spans = []
+            block = _block_line_range(body)
+            for name, lineno, value in _module_level_bindings(tree):
+                in_block = block is not None and block[0] <= lineno <= block[1]
+                hidden = name in secret_names or (in_block and name in block_names)
+                if hidden and value is not None and value.end_lineno is not None:
+                    start = offsets[value.lineno - 1] + _col_to_index(lines[value.lineno - 1], value.col_offset)
+                    end = offsets[value.end_lineno - 1] + _col_to_index(lines[value.end_lineno - 1], value.end_col_offset)
+                    spans.append((start, end))
+            for start, end in sorted(spans, reverse=True):
+                body = body[:start] + repr(MASK) + body[end:]
+            masked = bom + body
+    for value in secret_values:
+        for form in _secret_forms(value):
+            masked = masked.replace(form, MASK)
+    return masked
+
+
+def _secret_forms(value):
+    """The strings under which a secret value could show up in a text: raw, and as a quoted literal."""
+    if not isinstance(value, str) or not value:
+        return []
+    forms = {value, repr(value)[1:-1]}
+    return sorted((form for form in forms if form), key=len, reverse=True)
+
+
+def plan(text, settings, secrets, filename="<settings>"):
+    """Compute everything the module needs; raises PodSettingsError and changes nothing.
+
+    text is the current content ('' for a file to create). Returns a dict with: new_text (the real
+    content to write), changed, names, shadowed, before and after (masked texts for the diff).
+    """
+    values, secret_names = merge_values(settings, secrets)
+    if not values:
+        raise PodSettingsError("nothing to manage: give at least one name in settings or secrets")
+    _parse(text, filename)
+    new_text = update_text(text, values, secret_names)
+    check_compiles(new_text, filename)
+    secret_values = [secrets[name] for name in secret_names]
+    # A name of the current block that is no longer managed, or was a secret before, may hold an old
+    # secret: in the "before" text every value of the old block is hidden, except current settings.
+    old_block_names = _block_names(text, filename) - set(settings or {})
+    return {
+        "new_text": new_text,
+        "changed": new_text != text,
+        "names": sorted(values),
+        "shadowed": find_shadowed(new_text, values, filename),
+        "before": mask_text(text, secret_names, secret_values, filename, old_block_names),
+        "after": mask_text(new_text, secret_names, secret_values, filename),
+    }

@@ -1,0 +1,269 @@
+# -*- coding: utf-8 -*-
+# Copyright: Esup-Pod xAPI collection maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Pure logic of the esup_pod.xapi.xapi_check module.
+
+Nothing here touches the network or imports celery, redis or requests: URL parsing, redaction,
+the messages that name a broken link, the threshold rules, the probe statement and the
+summary of the per-link checks. The module does the I/O and calls these.
+"""
+
+from __future__ import annotations
+
+import datetime
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+MASK = "********"
+
+# The activity every probe statement is about: admins filter it out of their analytics with it.
+PROBE_ACTIVITY_ID = "urn:esup-pod:xapi:probe"
+PROBE_VERB_ID = "http://adlnet.gov/expapi/verbs/interacted"
+PROBE_ACTOR_MBOX = "mailto:xapi-probe@example.org"
+
+# Pod's one xAPI task (pod/xapi/xapi_tasks.py).
+POD_TASK_NAME = "pod.xapi.xapi_tasks.send_xapi_statement_task"
+
+# kombu's redis transport: a queue is a list named after it, and a message sent with a priority
+# goes to a sibling list named QUEUE + SEP + STEP (see kombu.transport.redis.Channel).
+KOMBU_PRIORITY_SEP = "\x06\x16"
+KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
+
+REDIS_SCHEMES = ("redis", "rediss")
+DEFAULT_REDIS_PORT = 6379
+
+# Names of the links, in pipeline order: the order of the `checks` list and of the messages.
+LINKS = ("broker", "consumers", "backlog", "lrs", "credentials", "probe")
+
+
+class BrokerURLError(ValueError):
+    """The broker URL cannot be used (empty, not redis, bad port or db)."""
+
+
+def format_seconds(value):
+    """Write a number of seconds without a useless '.0': 30 -> '30', 2.5 -> '2.5'."""
+    return "%g" % float(value)
+
+
+def parse_broker_url(url):
+    """Split a redis broker URL the way kombu reads it.
+
+    Returns a dict: scheme, host, port, db, username, password (None when absent).
+    Raises BrokerURLError on an empty or non-redis URL, a bad port or a bad db number.
+    """
+    if not url:
+        raise BrokerURLError("broker_url is empty")
+    parts = urlsplit(url)
+    if parts.scheme not in REDIS_SCHEMES:
+        raise BrokerURLError(
+            "broker_url %s is not a redis:// or rediss:// URL" % redact_url(url)
+        )
+    try:
+        port = parts.port or DEFAULT_REDIS_PORT
+    except ValueError:
+        raise BrokerURLError("broker_url %s has a bad port" % redact_url(url))
+    path = parts.path.strip("/")
+    if not path:
+        db = 0
+    elif path.isdigit():
+        db = int(path)
+    else:
+        raise BrokerURLError(
+            "broker_url %s has a bad database number %r" % (redact_url(url), path)
+        )
+    return {
+        "scheme": parts.scheme,
+        "host": parts.hostname or "localhost",
+        "port": port,
+        "db": db,
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password is not None else None,
+    }
+
+
+def broker_address(url):
+    """HOST:PORT of a broker URL (what the messages show)."""
+    parsed = parse_broker_url(url)
+    return "%s:%s" % (parsed["host"], parsed["port"])
+
+
+def redact_url(url):
+    """The URL with the password of its userinfo replaced by ********.
+
+    redis://:secret@host:6379/6 -> redis://:********@host:6379/6. A URL without a password is
+    returned as is; anything that does not parse is masked whole.
+    """
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
+    if "@" not in parts.netloc:
+        return url
+    userinfo, hostport = parts.netloc.rsplit("@", 1)
+    if ":" in userinfo:
+        user = userinfo.split(":", 1)[0]
+        userinfo = "%s:%s" % (user, MASK)
+    return urlunsplit(
+        (parts.scheme, "%s@%s" % (userinfo, hostport), parts.path, parts.query, parts.fragment)
+    )
+
+
+def scrub(text, secrets):
+    """Replace every non-empty secret of `secrets` found in `text` by ********."""
+    if text is None:
+        return text
+    text = str(text)
+    # Longest first: a secret that contains another one is masked whole.
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def backlog_keys(queue, sep=KOMBU_PRIORITY_SEP, steps=KOMBU_PRIORITY_STEPS):
+    """The redis keys that hold the messages waiting in `queue` (kombu's redis transport)."""
+    keys = []
+    for step in steps:
+        key = queue if not step else "%s%s%s" % (queue, sep, step)
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+def consumers_of(active_queues, queue):
+    """Sorted names of the worker nodes whose active queues include `queue`.
+
+    `active_queues` is what celery's inspect().active_queues() returns: None when no worker
+    answered, else {node: [{"name": queue, ...}, ...]}.
+    """
+    nodes = []
+    for node, queues in (active_queues or {}).items():
+        if any(isinstance(q, dict) and q.get("name") == queue for q in queues or []):
+            nodes.append(node)
+    return sorted(nodes)
+
+
+# Messages: each names the broken link. Tests and admins grep for these exact words.
+def msg_broker_unreachable(address):
+    return "broker unreachable at %s" % address
+
+
+def msg_broker_auth():
+    return "broker refused the password"
+
+
+def msg_consumers(count, minimum, queue):
+    """None when `count` workers are enough, else the message naming the shortfall."""
+    if count >= minimum:
+        return None
+    if count == 0:
+        return "no worker consumes queue %s" % queue
+    return "only %d worker(s) consume queue %s, expected at least %d" % (count, queue, minimum)
+
+
+def msg_backlog(backlog, maximum):
+    """None when the backlog is within `maximum` (a negative maximum disables the rule)."""
+    if maximum is None or maximum < 0 or backlog <= maximum:
+        return None
+    return "backlog %d exceeds %d" % (backlog, maximum)
+
+
+def msg_lrs_unreachable(url):
+    return "LRS unreachable at %s" % redact_url(url)
+
+
+def msg_lrs_refused():
+    return "LRS refused the credentials"
+
+
+def msg_lrs_status(status, url):
+    return "LRS answered HTTP %s at %s" % (status, redact_url(url))
+
+
+def msg_probe_timeout(timeout):
+    return "probe not stored within %s s" % format_seconds(timeout)
+
+
+def credentials_verdict(status):
+    """What an LRS answer says about the credentials: True, False or None (cannot tell).
+
+    200 accepts them, 401 and 403 refuse them; any other answer says nothing about them.
+    """
+    if status == 200:
+        return True
+    if status in (401, 403):
+        return False
+    return None
+
+
+def statement_in_answer(body, statement_id):
+    """True when an LRS answer to GET statements holds the statement `statement_id`.
+
+    The xAPI spec answers ?statementId=ID with the statement itself, or 404. Ralph 5.1 (fs
+    backend) honours statementId but answers 200 {"statements": [...]}, empty until the
+    statement is stored. An LRS that ignores the filter answers a page of statements. The
+    statement is therefore looked for by id in whichever shape came back.
+    """
+    if not isinstance(body, dict):
+        return False
+    if body.get("id") == statement_id:
+        return True
+    statements = body.get("statements")
+    if isinstance(statements, list):
+        return any(isinstance(s, dict) and s.get("id") == statement_id for s in statements)
+    return False
+
+
+def probe_statement(statement_id, host=None, now=None):
+    """A Pod-like statement about PROBE_ACTIVITY_ID, with the given id.
+
+    Admins exclude probes from their analytics with the activity id (or the actor's mbox).
+    """
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    statement = {
+        "id": statement_id,
+        "actor": {
+            "objectType": "Agent",
+            "name": "Esup-Pod xAPI probe",
+            "mbox": PROBE_ACTOR_MBOX,
+        },
+        "verb": {"id": PROBE_VERB_ID, "display": {"en-US": "interacted"}},
+        "object": {
+            "objectType": "Activity",
+            "id": PROBE_ACTIVITY_ID,
+            "definition": {
+                "name": {"en-US": "Esup-Pod xAPI pipeline probe"},
+                "description": {
+                    "en-US": "Sent by esup_pod.xapi.xapi_check to prove that statements reach the LRS."
+                },
+            },
+        },
+        "context": {"platform": "esup_pod.xapi.xapi_check"},
+        "timestamp": now.isoformat(),
+    }
+    if host:
+        statement["context"]["extensions"] = {PROBE_ACTIVITY_ID + ":host": host}
+    return statement
+
+
+def new_check(name, status, msg=None, detail=None):
+    """One entry of the `checks` list: name, status (ok, failed or skipped), msg, detail."""
+    return {"name": name, "status": status, "ok": status != "failed", "msg": msg, "detail": detail}
+
+
+def failures(checks):
+    """The messages of the failed checks, in pipeline order."""
+    order = {name: i for i, name in enumerate(LINKS)}
+    failed = [c for c in checks if c["status"] == "failed"]
+    failed.sort(key=lambda c: order.get(c["name"], len(order)))
+    return [c["msg"] for c in failed]
+
+
+def summary_msg(checks):
+    """The module's msg: the broken links joined by '; ', or a one-line success."""
+    broken = failures(checks)
+    if broken:
+        return "; ".join(broken)
+    done = [c["name"] for c in checks if c["status"] == "ok"]
+    return "xAPI pipeline healthy: %s ok" % ", ".join(done)

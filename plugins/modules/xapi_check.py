@@ -1,0 +1,695 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Esup-Pod xAPI collection maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: xapi_check
+short_description: Check that xAPI statements flow from Pod to the LRS, and name the broken link
+version_added: "0.1.0"
+description:
+  - Checks, link by link, the pipeline that carries Esup-Pod's xAPI statements
+    (frontal, Redis broker, Celery worker, LRS) and reports on each link.
+  - "B(broker): the Redis broker answers a PING, and accepts the password of O(broker_url)."
+  - "B(consumers): how many Celery worker nodes consume O(queue), and their names, asked through a
+    Celery app on the broker (the C(active_queues) command of Celery's C(inspect)). Workers that
+    are still starting get O(consumer_retries) more attempts, O(consumer_delay) seconds apart."
+  - "B(backlog): the messages waiting in O(queue) on the broker (the Redis list of the queue and
+    its priority sub-lists, as kombu's Redis transport stores them), compared with O(max_backlog)."
+  - "B(lrs): the LRS answers C(GET) on O(lrs_url), and how long it took (latency in ms)."
+  - "B(credentials): the LRS accepts O(lrs_login) and O(lrs_password) (HTTP 200), or refuses them
+    (HTTP 401 or 403). The account therefore needs the right to read statements as well as to
+    write them."
+  - "B(probe) (optional, O(probe)): one probe statement is enqueued through Pod's own task
+    C(pod.xapi.xapi_tasks.send_xapi_statement_task) on O(queue), with a fresh UUID as its id;
+    the module then polls the LRS for that id until the statement is stored, or O(probe_timeout)
+    runs out, and reports the delivery latency. Every probe statement has the activity id
+    C(urn:esup-pod:xapi:probe) and the actor C(mailto:xapi-probe@example.org): filter either
+    out of your learning analytics."
+  - The probe runs only when every other link is healthy, so that a broken pipeline never piles
+    probes up in the queue.
+  - On failure, RV(msg) names the broken links, in pipeline order, joined by C(; ).
+    The messages are C(broker unreachable at HOST:PORT), C(broker refused the password),
+    C(no worker consumes queue QUEUE), "only N worker(s) consume queue QUEUE, expected at least M",
+    C(backlog N exceeds M), C(LRS unreachable at URL), C(LRS refused the credentials),
+    C(LRS answered HTTP STATUS at URL) and C(probe not stored within N s).
+  - The broker's password never appears in the output; URLs are shown as C(redis://:********@host:6379/6).
+  - "B(Where it runs): on an encoding host (group C(pod_encoding)), with C(ansible_python_interpreter)
+    set to the Celery worker's virtualenv python, for example
+    C(/home/pod/.virtualenvs/django_pod4/bin/python). That virtualenv already holds the libraries
+    the module needs (celery, redis, requests from Pod's C(requirements-encode.txt)), and the checks
+    then see the broker and the LRS from where the worker sees them. The module installs nothing."
+author:
+  - Esup-Pod xAPI collection maintainers (@EsupPortail)
+requirements:
+  - celery (Pod 4.1.0 pins 5.4.0)
+  - redis (Pod 4.1.0 pins 5.2.0)
+  - requests (Pod 4.1.0 pins 2.32.4)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: The read-only checks run; the probe is skipped, so nothing is added to the LRS.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  broker_url:
+    description:
+      - URL of the Redis broker, as Pod's C(XAPI_CELERY_BROKER_URL), for example
+        C(redis://:PASSWORD@frontal:6379/6). Only C(redis://) and C(rediss://) are supported.
+      - When not given, read from C(XAPI_CELERY_BROKER_URL) in O(settings_path).
+    type: str
+  lrs_url:
+    description:
+      - URL of the LRS statements resource, as Pod's C(XAPI_LRS_URL), for example
+        C(https://lrs.example.org/xAPI/statements/).
+      - When not given, read from C(XAPI_LRS_URL) in O(settings_path).
+    type: str
+  lrs_login:
+    description:
+      - LRS login (HTTP basic auth), as Pod's C(XAPI_LRS_LOGIN).
+      - When not given, read from C(XAPI_LRS_LOGIN) in O(settings_path).
+    type: str
+  lrs_password:
+    description:
+      - LRS password (HTTP basic auth), as Pod's C(XAPI_LRS_PWD).
+      - When not given, read from C(XAPI_LRS_PWD) in O(settings_path).
+    type: str
+  settings_path:
+    description:
+      - Pod's C(settings_local.py), read only when one of O(broker_url), O(lrs_url), O(lrs_login),
+        O(lrs_password) is not given.
+      - The file is executed as a plain Python module, the way C(pod/xapi/xapi_tasks.py) reads it,
+        by the user the module runs as; no bytecode is written next to it.
+    type: path
+    default: /usr/local/django_projects/podv4/pod/custom/settings_local.py
+  queue:
+    description: The Celery queue of Pod's xAPI task.
+    type: str
+    default: xapi
+  min_consumers:
+    description: The fewest worker nodes that must consume O(queue).
+    type: int
+    default: 1
+  consumer_retries:
+    description:
+      - How many more times to ask for the consumers when fewer than O(min_consumers) answered
+        (workers still starting).
+    type: int
+    default: 2
+  consumer_delay:
+    description: Seconds to wait between two attempts to count the consumers.
+    type: float
+    default: 2.0
+  max_backlog:
+    description:
+      - The most messages that may wait in O(queue). A negative value disables the rule (the
+        backlog is still reported).
+    type: int
+    default: 1000
+  probe:
+    description:
+      - Send one probe statement end to end and wait until the LRS stores it.
+      - Skipped in check mode, and when another link is broken.
+    type: bool
+    default: true
+  probe_timeout:
+    description: Seconds to wait for the LRS to store the probe statement.
+    type: float
+    default: 30.0
+  timeout:
+    description: Seconds allowed for each network operation (broker connection and commands, each HTTP request).
+    type: float
+    default: 5.0
+  inspect_timeout:
+    description: Seconds to wait for the workers' answers when asking them which queues they consume.
+    type: float
+    default: 1.0
+  validate_certs:
+    description: Verify the LRS's TLS certificate.
+    type: bool
+    default: true
+notes:
+  - C(changed) is V(true) only when the module enqueued a probe statement, since a probe adds one
+    statement to the LRS. Without a probe (O(probe=false), check mode, or a broken link) it is V(false).
+  - Ralph 5.1 (fs backend) honours the C(statementId) filter but answers a list, empty until the
+    statement is stored; the module therefore looks for the probe's id in the answer, whatever its shape.
+seealso:
+  - name: Esup-Pod
+    description: The video platform whose xAPI statements this checks.
+    link: https://github.com/EsupPortail/Esup-Pod
+"""
+
+EXAMPLES = r"""
+- name: Check the xAPI pipeline from the encoding host, with a probe statement
+  esup_pod.xapi.xapi_check:
+    broker_url: "redis://:{{ xapi_broker_password }}@{{ groups['pod_broker'][0] }}:6379/6"
+    lrs_url: "{{ xapi_lrs_url }}"
+    lrs_login: "{{ xapi_lrs_login }}"
+    lrs_password: "{{ xapi_lrs_password }}"
+  vars:
+    ansible_python_interpreter: /home/pod/.virtualenvs/django_pod4/bin/python
+
+- name: Read-only check with the values of Pod's own settings_local.py, two workers expected
+  esup_pod.xapi.xapi_check:
+    probe: false
+    min_consumers: 2
+    max_backlog: 500
+  vars:
+    ansible_python_interpreter: /home/pod/.virtualenvs/django_pod4/bin/python
+  register: xapi_health
+"""
+
+RETURN = r"""
+msg:
+  description: The broken links, joined by C(; ), or a one-line success.
+  returned: always
+  type: str
+  sample: "no worker consumes queue xapi"
+broker:
+  description: The broker link.
+  returned: always
+  type: dict
+  contains:
+    url:
+      description: The broker URL, password masked.
+      type: str
+      sample: "redis://:********@frontal:6379/6"
+    address:
+      description: HOST:PORT of the broker.
+      type: str
+      sample: "frontal:6379"
+    reachable:
+      description: The broker answered (a refused password still counts as reachable).
+      type: bool
+    authenticated:
+      description: The broker accepted the password and answered PING.
+      type: bool
+consumers:
+  description: Names of the worker nodes that consume O(queue).
+  returned: always
+  type: list
+  elements: str
+  sample: ["xapi@encoding"]
+consumer_count:
+  description: How many worker nodes consume O(queue) (null when the broker is not usable).
+  returned: always
+  type: int
+  sample: 1
+consumer_attempts:
+  description: How many times the workers were asked.
+  returned: always
+  type: int
+  sample: 1
+backlog:
+  description: Messages waiting in O(queue) (null when the broker is not usable).
+  returned: always
+  type: int
+  sample: 0
+lrs:
+  description: The LRS link.
+  returned: always
+  type: dict
+  contains:
+    url:
+      description: The statements URL, password masked if it holds one.
+      type: str
+    reachable:
+      description: The LRS answered over HTTP.
+      type: bool
+    status:
+      description: HTTP status of C(GET) on the statements URL (null when unreachable).
+      type: int
+      sample: 200
+    latency_ms:
+      description: Time of that request, in milliseconds.
+      type: float
+      sample: 12.3
+    credentials:
+      description: V(true) accepted, V(false) refused (401 or 403), null when the answer said nothing.
+      type: bool
+probe:
+  description: The end-to-end probe.
+  returned: always
+  type: dict
+  contains:
+    id:
+      description: Id of the probe statement (null when none was sent).
+      type: str
+      sample: "0d6f3c2e-2f9a-4c55-9a0e-6f1d8d2c1a77"
+    activity_id:
+      description: The activity id of every probe statement.
+      type: str
+      sample: "urn:esup-pod:xapi:probe"
+    enqueued:
+      description: The probe statement was enqueued.
+      type: bool
+    stored:
+      description: The LRS stored it within O(probe_timeout).
+      type: bool
+    latency_ms:
+      description:
+        - From enqueueing to the first lookup that found it in the LRS, in milliseconds.
+        - The lookups are 50 ms apart at first, then twice as far apart each time, up to 1 s.
+      type: float
+      sample: 412.5
+    polls:
+      description: How many lookups were made.
+      type: int
+checks:
+  description: One entry a link, in pipeline order (broker, consumers, backlog, lrs, credentials, probe).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The link.
+      type: str
+      sample: consumers
+    status:
+      description: V(ok), V(failed) or V(skipped).
+      type: str
+    ok:
+      description: The link is not broken (V(true) for skipped links too).
+      type: bool
+    msg:
+      description: What was found, or why it was skipped.
+      type: str
+    detail:
+      description: The underlying error, secrets masked.
+      type: str
+settings_used:
+  description: The options that were read from O(settings_path).
+  returned: always
+  type: list
+  elements: str
+  sample: ["broker_url"]
+elapsed_ms:
+  description: How long the whole check took, in milliseconds.
+  returned: always
+  type: float
+"""
+
+import contextlib
+import importlib.util
+import io
+import socket
+import sys
+import time
+import traceback
+import uuid
+from urllib.parse import urlsplit
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.esup_pod.xapi.plugins.module_utils.xapi_check import (
+    POD_TASK_NAME,
+    PROBE_ACTIVITY_ID,
+    BrokerURLError,
+    backlog_keys,
+    consumers_of,
+    credentials_verdict,
+    format_seconds,
+    msg_backlog,
+    msg_broker_auth,
+    msg_broker_unreachable,
+    msg_consumers,
+    msg_lrs_refused,
+    msg_lrs_status,
+    msg_lrs_unreachable,
+    msg_probe_timeout,
+    new_check,
+    parse_broker_url,
+    probe_statement,
+    redact_url,
+    scrub,
+    statement_in_answer,
+    summary_msg,
+)
+
+try:
+    import redis
+
+    REDIS_IMPORT_ERROR = None
+except ImportError:
+    redis = None
+    REDIS_IMPORT_ERROR = traceback.format_exc()
+
+try:
+    import requests
+
+    REQUESTS_IMPORT_ERROR = None
+except ImportError:
+    requests = None
+    REQUESTS_IMPORT_ERROR = traceback.format_exc()
+
+try:
+    from celery import Celery
+
+    CELERY_IMPORT_ERROR = None
+except ImportError:
+    Celery = None
+    CELERY_IMPORT_ERROR = traceback.format_exc()
+
+# Pod's settings that stand for the options, when these are not given.
+SETTINGS_NAMES = {
+    "broker_url": "XAPI_CELERY_BROKER_URL",
+    "lrs_url": "XAPI_LRS_URL",
+    "lrs_login": "XAPI_LRS_LOGIN",
+    "lrs_password": "XAPI_LRS_PWD",
+}
+XAPI_VERSION = "1.0.3"
+# The probe's lookups: 50 ms apart at first (a fine latency), then twice as far apart each time, up to 1 s.
+PROBE_POLL_FIRST = 0.05
+PROBE_POLL_MAX = 1.0
+WHERE_TO_RUN = (
+    "by esup_pod.xapi.xapi_check, which runs with the Celery worker's virtualenv python: set "
+    "ansible_python_interpreter to WORKER_VENV/bin/python (for example /home/pod/.virtualenvs/django_pod4/bin/python)"
+)
+
+
+def ms(seconds):
+    return round(seconds * 1000.0, 1)
+
+
+def load_pod_settings(path):
+    """Execute Pod's settings_local.py as a plain module and return its xAPI values."""
+    spec = importlib.util.spec_from_file_location("xapi_check_pod_settings_local", path)
+    if spec is None or spec.loader is None:
+        raise ImportError("cannot load %s as a Python module" % path)
+    module = importlib.util.module_from_spec(spec)
+    saved = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True  # read-only: no __pycache__ next to the site's settings
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = saved
+    return dict((option, getattr(module, name, None)) for option, name in SETTINGS_NAMES.items())
+
+
+class Checker(object):
+    """Runs the checks one link after the other and keeps the results."""
+
+    def __init__(self, module, params, secrets):
+        self.module = module
+        self.p = params
+        self.secrets = secrets
+        self.checks = []
+        self.app = None
+        self.parsed = parse_broker_url(params["broker_url"])
+        self.result = {
+            "changed": False,
+            "broker": {"url": redact_url(params["broker_url"]), "address": None,
+                       "reachable": False, "authenticated": False},
+            "consumers": [],
+            "consumer_count": None,
+            "consumer_attempts": 0,
+            "backlog": None,
+            "lrs": {"url": redact_url(params["lrs_url"]), "reachable": False, "status": None,
+                    "latency_ms": None, "credentials": None},
+            "probe": {"id": None, "activity_id": PROBE_ACTIVITY_ID, "enqueued": False,
+                      "stored": False, "latency_ms": None, "polls": 0},
+        }
+
+    def add(self, name, status, msg=None, detail=None):
+        self.checks.append(new_check(name, status, scrub(msg, self.secrets), scrub(detail, self.secrets)))
+
+    def error_text(self, exc):
+        return scrub("%s: %s" % (type(exc).__name__, exc), self.secrets)
+
+    # broker ---------------------------------------------------------------------------------
+    def redis_client(self):
+        timeout = self.p["timeout"]
+        return redis.Redis.from_url(self.p["broker_url"], socket_connect_timeout=timeout, socket_timeout=timeout)
+
+    def check_broker(self):
+        address = "%s:%s" % (self.parsed["host"], self.parsed["port"])
+        self.result["broker"]["address"] = address
+        client = self.redis_client()
+        try:
+            client.ping()
+        except redis.AuthenticationError as exc:
+            self.result["broker"]["reachable"] = True
+            self.add("broker", "failed", msg_broker_auth(), self.error_text(exc))
+            return False
+        except redis.ResponseError as exc:
+            if "AUTH" in str(exc).upper() or "NOPERM" in str(exc).upper():
+                self.result["broker"]["reachable"] = True
+                self.add("broker", "failed", msg_broker_auth(), self.error_text(exc))
+            else:
+                self.add("broker", "failed", msg_broker_unreachable(address), self.error_text(exc))
+            return False
+        except (redis.RedisError, OSError) as exc:
+            self.add("broker", "failed", msg_broker_unreachable(address), self.error_text(exc))
+            return False
+        finally:
+            client.close()
+        self.result["broker"].update(reachable=True, authenticated=True)
+        self.add("broker", "ok", "broker at %s answered PING" % address)
+        return True
+
+    # consumers ------------------------------------------------------------------------------
+    def celery_app(self):
+        if self.app is None:
+            app = Celery("xapi_check", broker=self.p["broker_url"], set_as_current=False)
+            app.conf.update(
+                broker_connection_timeout=self.p["timeout"],
+                broker_connection_retry_on_startup=False,
+                broker_connection_max_retries=1,
+                broker_transport_options={"socket_connect_timeout": self.p["timeout"]},
+            )
+            self.app = app
+        return self.app
+
+    def check_consumers(self):
+        queue, minimum = self.p["queue"], self.p["min_consumers"]
+        nodes, error = [], None
+        attempts = 1 + max(self.p["consumer_retries"], 0)
+        for attempt in range(1, attempts + 1):
+            self.result["consumer_attempts"] = attempt
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    answer = self.celery_app().control.inspect(timeout=self.p["inspect_timeout"]).active_queues()
+                nodes, error = consumers_of(answer, queue), None
+            except Exception as exc:  # pylint: disable=broad-except
+                nodes, error = [], self.error_text(exc)
+            if len(nodes) >= minimum or attempt == attempts:
+                break
+            time.sleep(self.p["consumer_delay"])
+        self.result["consumers"] = nodes
+        self.result["consumer_count"] = len(nodes)
+        problem = msg_consumers(len(nodes), minimum, queue)
+        if problem:
+            self.add("consumers", "failed", problem, error)
+            return False
+        self.add("consumers", "ok", "%d worker(s) consume queue %s: %s" % (len(nodes), queue, ", ".join(nodes)))
+        return True
+
+    # backlog --------------------------------------------------------------------------------
+    def check_backlog(self):
+        client = self.redis_client()
+        try:
+            pipe = client.pipeline(transaction=False)
+            for key in backlog_keys(self.p["queue"]):
+                pipe.llen(key)
+            backlog = sum(pipe.execute())
+        except (redis.RedisError, OSError) as exc:
+            self.add("backlog", "failed", "backlog of queue %s unreadable" % self.p["queue"], self.error_text(exc))
+            return False
+        finally:
+            client.close()
+        self.result["backlog"] = backlog
+        problem = msg_backlog(backlog, self.p["max_backlog"])
+        if problem:
+            self.add("backlog", "failed", problem)
+            return False
+        self.add("backlog", "ok", "%d message(s) wait in queue %s" % (backlog, self.p["queue"]))
+        return True
+
+    # LRS ------------------------------------------------------------------------------------
+    def lrs_get(self, params):
+        return requests.get(
+            self.p["lrs_url"],
+            params=params,
+            auth=(self.p["lrs_login"] or "", self.p["lrs_password"] or ""),
+            headers={"X-Experience-API-Version": XAPI_VERSION, "Accept": "application/json"},
+            timeout=self.p["timeout"],
+            verify=self.p["validate_certs"],
+        )
+
+    def check_lrs(self):
+        url = self.p["lrs_url"]
+        start = time.monotonic()
+        try:
+            answer = self.lrs_get({"limit": 1})
+        except requests.exceptions.RequestException as exc:
+            self.add("lrs", "failed", msg_lrs_unreachable(url), self.error_text(exc))
+            self.add("credentials", "skipped", "skipped: the LRS is unreachable")
+            return False
+        latency = ms(time.monotonic() - start)
+        status = answer.status_code
+        verdict = credentials_verdict(status)
+        self.result["lrs"].update(reachable=True, status=status, latency_ms=latency, credentials=verdict)
+        self.add("lrs", "ok", "LRS answered HTTP %s in %s ms" % (status, latency))
+        if verdict is True:
+            self.add("credentials", "ok", "LRS accepted the credentials of %s" % self.p["lrs_login"])
+            return True
+        if verdict is False:
+            self.add("credentials", "failed", msg_lrs_refused(), "HTTP %s" % status)
+        else:
+            self.add("credentials", "failed", msg_lrs_status(status, url), scrub(answer.text[:200], self.secrets))
+        return False
+
+    # probe ----------------------------------------------------------------------------------
+    def run_probe(self):
+        probe = self.result["probe"]
+        statement_id = str(uuid.uuid4())
+        statement = probe_statement(statement_id, host=socket.gethostname())
+        probe["id"] = statement_id
+        start = time.monotonic()
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.celery_app().send_task(
+                    POD_TASK_NAME, args=[statement], queue=self.p["queue"], retry=True,
+                    retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
+                )
+        except Exception as exc:  # pylint: disable=broad-except
+            self.add("probe", "failed", "probe could not be enqueued on queue %s" % self.p["queue"],
+                     self.error_text(exc))
+            return False
+        probe["enqueued"] = True
+        self.result["changed"] = True
+        deadline = start + self.p["probe_timeout"]
+        last_error = None
+        while True:
+            probe["polls"] += 1
+            try:
+                answer = self.lrs_get({"statementId": statement_id})
+                body = answer.json() if answer.status_code == 200 else None
+                last_error = None if answer.status_code in (200, 404) else "HTTP %s" % answer.status_code
+            except (requests.exceptions.RequestException, ValueError) as exc:
+                body, last_error = None, self.error_text(exc)
+            now = time.monotonic()
+            if statement_in_answer(body, statement_id):
+                probe.update(stored=True, latency_ms=ms(now - start))
+                self.add("probe", "ok", "probe %s stored by the LRS in %s ms" % (statement_id, probe["latency_ms"]))
+                return True
+            if now >= deadline:
+                break
+            interval = min(PROBE_POLL_FIRST * 2 ** min(probe["polls"] - 1, 16), PROBE_POLL_MAX)
+            time.sleep(min(interval, max(deadline - now, 0)))
+        self.add("probe", "failed", msg_probe_timeout(self.p["probe_timeout"]), last_error)
+        return False
+
+    def close(self):
+        if self.app is not None:
+            with contextlib.suppress(Exception):
+                self.app.close()
+
+    def run(self):
+        broker_ok = self.check_broker()
+        if broker_ok:
+            consumers_ok = self.check_consumers()
+            backlog_ok = self.check_backlog()
+        else:
+            consumers_ok = backlog_ok = False
+            self.add("consumers", "skipped", "skipped: the broker is not usable")
+            self.add("backlog", "skipped", "skipped: the broker is not usable")
+        lrs_ok = self.check_lrs()
+        if not self.p["probe"]:
+            self.add("probe", "skipped", "skipped: probe=false")
+        elif self.module.check_mode:
+            self.add("probe", "skipped", "skipped: check mode")
+        elif not (broker_ok and consumers_ok and backlog_ok and lrs_ok):
+            self.add("probe", "skipped", "skipped: another link is broken")
+        else:
+            self.run_probe()
+        self.close()
+        return self.checks
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            broker_url=dict(type="str", no_log=True),
+            lrs_url=dict(type="str"),
+            lrs_login=dict(type="str"),
+            lrs_password=dict(type="str", no_log=True),
+            settings_path=dict(type="path", default="/usr/local/django_projects/podv4/pod/custom/settings_local.py"),
+            queue=dict(type="str", default="xapi"),
+            min_consumers=dict(type="int", default=1),
+            consumer_retries=dict(type="int", default=2),
+            consumer_delay=dict(type="float", default=2.0),
+            max_backlog=dict(type="int", default=1000),
+            probe=dict(type="bool", default=True),
+            probe_timeout=dict(type="float", default=30.0),
+            timeout=dict(type="float", default=5.0),
+            inspect_timeout=dict(type="float", default=1.0),
+            validate_certs=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    for library, error in (("redis", REDIS_IMPORT_ERROR), ("requests", REQUESTS_IMPORT_ERROR),
+                           ("celery", CELERY_IMPORT_ERROR)):
+        if error:
+            module.fail_json(msg=missing_required_lib(library, reason=WHERE_TO_RUN), exception=error)
+
+    started = time.monotonic()
+    params = dict(module.params)
+    missing = [option for option in SETTINGS_NAMES if params[option] is None]
+    settings_used = []
+    if missing:
+        path = params["settings_path"]
+        try:
+            found = load_pod_settings(path)
+        except FileNotFoundError:
+            module.fail_json(msg="%s not given, and settings_path %s does not exist" % (", ".join(missing), path))
+        except Exception as exc:  # pylint: disable=broad-except
+            # Any error of the site's own code.
+            module.fail_json(msg="%s not given, and settings_path %s could not be read: %s: %s"
+                             % (", ".join(missing), path, type(exc).__name__, exc))
+        for option in missing:
+            if found.get(option) is not None:
+                params[option] = str(found[option])
+                settings_used.append(option)
+
+    secrets = [params["broker_url"], params["lrs_password"]]
+    try:
+        broker_password = parse_broker_url(params["broker_url"])["password"]
+    except BrokerURLError as exc:
+        module.fail_json(msg="%s (option broker_url, or XAPI_CELERY_BROKER_URL in settings_path)" % exc,
+                         settings_used=settings_used)
+    # The password as written in the URL (percent-encoded) and as sent to Redis.
+    secrets += [broker_password, urlsplit(params["broker_url"]).password]
+    for secret in secrets:
+        if secret:
+            module.no_log_values.add(secret)
+    if not params["lrs_url"]:
+        module.fail_json(msg="lrs_url is empty (option lrs_url, or XAPI_LRS_URL in settings_path)",
+                         settings_used=settings_used)
+    for option in ("probe_timeout", "timeout", "inspect_timeout"):
+        if params[option] <= 0:
+            module.fail_json(msg="%s must be greater than 0, got %s" % (option, format_seconds(params[option])))
+    if params["min_consumers"] < 0 or params["consumer_retries"] < 0 or params["consumer_delay"] < 0:
+        module.fail_json(msg="min_consumers, consumer_retries and consumer_delay must not be negative")
+
+    checker = Checker(module, params, secrets)
+    checks = checker.run()
+    result = checker.result
+    result.update(checks=checks, settings_used=settings_used, elapsed_ms=ms(time.monotonic() - started),
+                  msg=summary_msg(checks))
+    if any(check["status"] == "failed" for check in checks):
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

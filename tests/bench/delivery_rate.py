@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Benchmark: how fast the deployed pipeline delivers statements to the LRS.
+
+It enqueues N statements on the lab's frontal exactly as Pod's view does, then waits until the
+LRS has stored every one of them (found by id), and prints the delivery rate. Run it on a
+converged lab, from the repository root, with the project's virtualenv:
+
+    LAB_NAME=xapi-lab .venv/bin/python tests/bench/delivery_rate.py [N]
+"""
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lablib import lab, pod  # noqa: E402
+from lablib.lrs import LRS  # noqa: E402
+
+
+def main():
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    lrs = LRS(via="lrs")
+    start = time.monotonic()
+    ids = pod.enqueue(count, tag="bench")
+    enqueued = time.monotonic() - start
+    lrs.wait_for(ids, timeout=max(120.0, count / 2.0), interval=0.2)
+    total = time.monotonic() - start
+    print("lab %s: %d statements enqueued in %.2f s, all stored by the LRS after %.2f s: %.1f statements/s"
+          % (lab.lab_name(), count, enqueued, total, count / total))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The test lab's hosts, by inventory name, and the lab inventory's variables.
+
+The lab is the one tests/lab/labctl made with the name in the LAB_NAME environment variable
+(default: xapi-lab). Its containers are named <LAB_NAME>-<host>.
+"""
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import testinfra
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = REPO_ROOT / "inventory" / "lab"
+DEFAULT_LAB_NAME = "xapi-lab"
+
+# Podman needs the lab's runtime fixes (see tests/lab/containers.conf).
+os.environ.setdefault("CONTAINERS_CONF", str(REPO_ROOT / "tests" / "lab" / "containers.conf"))
+
+
+def lab_name():
+    """The lab's name: LAB_NAME, else xapi-lab."""
+    return os.environ.get("LAB_NAME") or DEFAULT_LAB_NAME
+
+
+def container(name):
+    """The podman container of the inventory host NAME."""
+    return "%s-%s" % (lab_name(), name)
+
+
+def host(name):
+    """A testinfra host for the inventory host NAME (frontal, encoding, lrs)."""
+    return testinfra.get_host("podman://" + container(name))
+
+
+def _tool(name):
+    """An Ansible tool from the interpreter's own virtualenv first, else from PATH."""
+    local = Path(sys.executable).parent / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError("%s not found: run the tests from the project's virtualenv" % name)
+    return found
+
+
+def _run_ansible(args):
+    env = dict(os.environ, LAB_NAME=lab_name(), ANSIBLE_NOCOLOR="1")
+    done = subprocess.run(args, cwd=str(REPO_ROOT), env=env, check=False, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if done.returncode != 0:
+        raise RuntimeError("%s failed (rc=%s): %s" % (args[0], done.returncode, done.stderr.strip()))
+    return done.stdout
+
+
+@functools.lru_cache(maxsize=None)
+def host_vars(name):
+    """The inventory variables of the host NAME, as ansible-inventory shows them (not templated)."""
+    return json.loads(_run_ansible([_tool("ansible-inventory"), "-i", str(INVENTORY), "--host", name]))
+
+
+@functools.lru_cache(maxsize=None)
+def var(name, variable):
+    """The value of an inventory variable for the host NAME, templated when it holds a template."""
+    value = host_vars(name)[variable]
+    if isinstance(value, str) and ("{{" in value or "{%" in value):
+        out = _run_ansible([_tool("ansible"), "-i", str(INVENTORY), name, "-o", "-c", "local",
+                            "-m", "ansible.builtin.debug", "-a", "var=" + variable])
+        # "lrs | SUCCESS => {...}"
+        value = json.loads(out.split("=>", 1)[1])[variable]
+    return value

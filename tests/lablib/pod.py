@@ -1,0 +1,51 @@
+"""Pod's side of the lab: enqueue statements exactly as Pod's view does.
+
+Pod's view calls ``send_xapi_statement_task.delay(statement)``. enqueue() runs that call in the
+Pod checkout and virtualenv of a lab host (the frontal by default), as the pod user, with a
+statement shaped like Pod's (video verbs, an Activity whose id is the video's URL, video
+extensions), and returns the ids it enqueued.
+"""
+
+import json
+import subprocess
+
+from . import lab
+
+POD_DIR = "/usr/local/django_projects/podv4"
+POD_PYTHON = "/home/pod/.virtualenvs/django_pod4/bin/python"
+
+_REMOTE = r"""
+import json, sys, uuid
+from pod.xapi.xapi_tasks import send_xapi_statement_task
+
+count, tag = int(sys.argv[1]), sys.argv[2]
+ids = []
+for number in range(count):
+    statement = {
+        "id": str(uuid.uuid4()),
+        "actor": {"name": "viewer-%d" % number, "mbox": "mailto:viewer-%d@example.org" % number},
+        "verb": {"id": "https://w3id.org/xapi/video/verbs/played", "display": {"en-US": "played"}},
+        "object": {
+            "objectType": "Activity",
+            "id": "https://pod.example.org/video/%04d-%s/" % (number, tag),
+            "definition": {"type": "https://w3id.org/xapi/video/activity-type/video",
+                           "name": {"en-US": "video %d" % number}},
+        },
+        "context": {"extensions": {"https://w3id.org/xapi/video/extensions/session-id": tag}},
+        "result": {"extensions": {"https://w3id.org/xapi/video/extensions/time": "%d.345" % number}},
+    }
+    send_xapi_statement_task.delay(statement)
+    ids.append(statement["id"])
+print(json.dumps(ids))
+"""
+
+
+def enqueue(count, tag="test", via="frontal"):
+    """Enqueue COUNT statements on the lab host VIA through Pod's task; returns their ids."""
+    done = subprocess.run(
+        ["podman", "exec", "-i", "-u", "pod", "-w", POD_DIR, lab.container(via),
+         POD_PYTHON, "-", str(count), tag],
+        input=_REMOTE, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    if done.returncode != 0:
+        raise RuntimeError("enqueue on %s failed: %s" % (via, done.stderr.strip()[-2000:]))
+    return json.loads(done.stdout.strip().splitlines()[-1])

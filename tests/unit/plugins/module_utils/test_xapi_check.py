@@ -1,0 +1,242 @@
+# -*- coding: utf-8 -*-
+# Copyright: Esup-Pod xAPI collection maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The pure logic of esup_pod.xapi.xapi_check: URL parsing, redaction, messages, thresholds."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from ansible_collections.esup_pod.xapi.plugins.module_utils import xapi_check as xc
+
+
+# --- broker URL ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("redis://:s3cret@frontal:6379/6", ("redis", "frontal", 6379, 6, None, "s3cret")),
+        ("redis://frontal/6", ("redis", "frontal", 6379, 6, None, None)),
+        ("redis://frontal", ("redis", "frontal", 6379, 0, None, None)),
+        ("redis://:p@broker.example.org:6380", ("redis", "broker.example.org", 6380, 0, None, "p")),
+        ("rediss://user:pw@h:6390/2", ("rediss", "h", 6390, 2, "user", "pw")),
+        ("redis://:a%2Fb%40c@h/6", ("redis", "h", 6379, 6, None, "a/b@c")),
+        ("redis://:@h/6", ("redis", "h", 6379, 6, None, "")),
+        ("redis:///6", ("redis", "localhost", 6379, 6, None, None)),
+    ],
+)
+def test_parse_broker_url(url, expected):
+    parsed = xc.parse_broker_url(url)
+    got = tuple(parsed[k] for k in ("scheme", "host", "port", "db", "username", "password"))
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    "url, words",
+    [
+        ("", "broker_url is empty"),
+        (None, "broker_url is empty"),
+        ("amqp://guest:guest@rabbit//", "is not a redis:// or rediss:// URL"),
+        ("redis://:pw@h:notaport/6", "bad port"),
+        ("redis://:pw@h:6379/six", "bad database number"),
+    ],
+)
+def test_parse_broker_url_rejects(url, words):
+    with pytest.raises(xc.BrokerURLError) as err:
+        xc.parse_broker_url(url)
+    assert words in str(err.value)
+    # The message never shows the password.
+    assert "guest:guest" not in str(err.value)
+    assert ":pw@" not in str(err.value)
+
+
+def test_broker_address():
+    assert xc.broker_address("redis://:pw@frontal:6379/6") == "frontal:6379"
+    assert xc.broker_address("redis://frontal/6") == "frontal:6379"
+
+
+# --- redaction ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("redis://:s3cret@frontal:6379/6", "redis://:********@frontal:6379/6"),
+        ("rediss://user:s3cret@h:6390/2", "rediss://user:********@h:6390/2"),
+        ("redis://frontal:6379/6", "redis://frontal:6379/6"),
+        ("https://lrs.example.org/xAPI/statements/", "https://lrs.example.org/xAPI/statements/"),
+        ("https://u:p@lrs/xAPI/statements/?a=1", "https://u:********@lrs/xAPI/statements/?a=1"),
+        ("redis://:p@ss@word@h/6", "redis://:********@h/6"),
+        ("redis://user@h/6", "redis://user@h/6"),
+        ("", ""),
+        (None, None),
+    ],
+)
+def test_redact_url(url, expected):
+    assert xc.redact_url(url) == expected
+
+
+def test_redact_url_in_rejection_messages():
+    with pytest.raises(xc.BrokerURLError) as err:
+        xc.parse_broker_url("redis://:topsecret@h:6379/x")
+    assert "topsecret" not in str(err.value)
+    assert "redis://:********@h:6379/x" in str(err.value)
+
+
+def test_scrub():
+    text = "Error connecting with redis://:abc@h/6 (password abc, url redis://:abc@h/6)"
+    out = xc.scrub(text, ["redis://:abc@h/6", "abc", "", None])
+    assert "abc" not in out
+    assert out == "Error connecting with ******** (password ********, url ********)"
+    assert xc.scrub(None, ["x"]) is None
+    assert xc.scrub(404, ["4"]) == "********0********"
+
+
+# --- backlog and consumers ----------------------------------------------------------------------
+def test_backlog_keys_match_kombu_redis_transport():
+    assert xc.backlog_keys("xapi") == ["xapi", "xapi\x06\x163", "xapi\x06\x166", "xapi\x06\x169"]
+    assert xc.backlog_keys("q", sep=":", steps=(0, 0, 5)) == ["q", "q:5"]
+
+
+def test_backlog_keys_agree_with_kombu_when_installed():
+    redis_transport = pytest.importorskip("kombu.transport.redis")
+    channel = redis_transport.Channel
+    assert xc.KOMBU_PRIORITY_SEP == channel.sep
+    assert list(xc.KOMBU_PRIORITY_STEPS) == list(channel.priority_steps)
+
+
+def test_consumers_of():
+    answer = {
+        "xapi@enc2": [{"name": "xapi"}],
+        "celery@enc1": [{"name": "celery"}],
+        "xapi@enc1": [{"name": "celery"}, {"name": "xapi"}],
+        "broken@enc3": None,
+    }
+    assert xc.consumers_of(answer, "xapi") == ["xapi@enc1", "xapi@enc2"]
+    assert xc.consumers_of(answer, "other") == []
+    assert xc.consumers_of(None, "xapi") == []
+
+
+# --- messages and thresholds --------------------------------------------------------------------
+def test_fixed_messages():
+    assert xc.msg_broker_unreachable("frontal:6379") == "broker unreachable at frontal:6379"
+    assert xc.msg_broker_auth() == "broker refused the password"
+    assert xc.msg_lrs_refused() == "LRS refused the credentials"
+    assert xc.msg_lrs_unreachable("http://lrs:8100/xAPI/statements/") == (
+        "LRS unreachable at http://lrs:8100/xAPI/statements/"
+    )
+    assert xc.msg_lrs_unreachable("https://u:pw@lrs/x/") == "LRS unreachable at https://u:********@lrs/x/"
+    assert xc.msg_lrs_status(500, "http://lrs/x/") == "LRS answered HTTP 500 at http://lrs/x/"
+
+
+@pytest.mark.parametrize(
+    "count, minimum, expected",
+    [
+        (0, 1, "no worker consumes queue xapi"),
+        (1, 1, None),
+        (3, 1, None),
+        (0, 0, None),
+        (1, 2, "only 1 worker(s) consume queue xapi, expected at least 2"),
+        (0, 3, "no worker consumes queue xapi"),
+    ],
+)
+def test_msg_consumers(count, minimum, expected):
+    assert xc.msg_consumers(count, minimum, "xapi") == expected
+
+
+@pytest.mark.parametrize(
+    "backlog, maximum, expected",
+    [
+        (0, 0, None),
+        (10, 10, None),
+        (11, 10, "backlog 11 exceeds 10"),
+        (5, 0, "backlog 5 exceeds 0"),
+        (10 ** 6, -1, None),
+        (3, None, None),
+    ],
+)
+def test_msg_backlog(backlog, maximum, expected):
+    assert xc.msg_backlog(backlog, maximum) == expected
+
+
+@pytest.mark.parametrize("timeout, expected", [(30, "30"), (30.0, "30"), (2.5, "2.5"), (0.25, "0.25")])
+def test_msg_probe_timeout(timeout, expected):
+    assert xc.msg_probe_timeout(timeout) == "probe not stored within %s s" % expected
+
+
+@pytest.mark.parametrize(
+    "status, verdict", [(200, True), (401, False), (403, False), (404, None), (500, None), (None, None)]
+)
+def test_credentials_verdict(status, verdict):
+    assert xc.credentials_verdict(status) is verdict
+
+
+# --- the probe ----------------------------------------------------------------------------------
+SID = "0d6f3c2e-2f9a-4c55-9a0e-6f1d8d2c1a77"
+
+
+@pytest.mark.parametrize(
+    "body, found",
+    [
+        ({"id": SID, "verb": {}}, True),  # the xAPI spec: the statement itself
+        ({"statements": [{"id": SID}]}, True),  # Ralph 5.1 fs: a list
+        ({"statements": [{"id": "other"}, {"id": SID}], "more": ""}, True),  # a page, filter ignored
+        ({"statements": []}, False),  # Ralph before the statement is stored
+        ({"statements": [{"id": "other"}]}, False),
+        ({"statements": None}, False),
+        ([{"id": SID}], False),
+        (None, False),
+        ("", False),
+    ],
+)
+def test_statement_in_answer(body, found):
+    assert xc.statement_in_answer(body, SID) is found
+
+
+def test_probe_statement():
+    now = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    statement = xc.probe_statement(SID, host="encoding", now=now)
+    assert statement["id"] == SID
+    assert statement["object"]["id"] == xc.PROBE_ACTIVITY_ID == "urn:esup-pod:xapi:probe"
+    assert statement["object"]["objectType"] == "Activity"
+    assert statement["actor"]["mbox"].startswith("mailto:")
+    # email validators (Ralph's) refuse special-use domains such as .invalid or .test
+    assert not statement["actor"]["mbox"].endswith((".invalid", ".test", ".local", ".localhost"))
+    assert statement["verb"]["id"].startswith("http")
+    assert statement["timestamp"] == "2026-01-02T03:04:05+00:00"
+    assert statement["context"]["extensions"] == {"urn:esup-pod:xapi:probe:host": "encoding"}
+    assert "extensions" not in xc.probe_statement(SID)["context"]
+
+
+def test_probe_statement_is_valid_json():
+    import json
+
+    statement = xc.probe_statement(SID, host="h")
+    assert json.loads(json.dumps(statement)) == statement
+
+
+# --- the summary --------------------------------------------------------------------------------
+def test_summary_names_broken_links_in_pipeline_order():
+    checks = [
+        xc.new_check("lrs", "failed", "LRS unreachable at http://lrs/"),
+        xc.new_check("broker", "ok", "fine"),
+        xc.new_check("consumers", "failed", "no worker consumes queue xapi"),
+        xc.new_check("backlog", "failed", "backlog 5 exceeds 2"),
+        xc.new_check("probe", "skipped", "skipped: another link is broken"),
+    ]
+    assert xc.failures(checks) == [
+        "no worker consumes queue xapi",
+        "backlog 5 exceeds 2",
+        "LRS unreachable at http://lrs/",
+    ]
+    assert xc.summary_msg(checks) == (
+        "no worker consumes queue xapi; backlog 5 exceeds 2; LRS unreachable at http://lrs/"
+    )
+
+
+def test_summary_when_healthy():
+    checks = [xc.new_check(name, "ok", "fine") for name in ("broker", "consumers", "backlog", "lrs", "credentials")]
+    checks.append(xc.new_check("probe", "skipped", "skipped: check mode"))
+    assert xc.summary_msg(checks) == "xAPI pipeline healthy: broker, consumers, backlog, lrs, credentials ok"
+    assert all(c["ok"] for c in checks)
+    assert xc.new_check("x", "failed")["ok"] is False

@@ -1,0 +1,121 @@
+# -*- coding: utf-8 -*-
+# Copyright: Esup-Pod xAPI collection maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The module esup_pod.xapi.pod_settings end to end on a temporary file: results, check mode, secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.common.text.converters import to_bytes
+
+from ansible_collections.esup_pod.xapi.plugins.modules import pod_settings
+
+try:
+    from ansible.module_utils.testing import patch_module_args
+except ImportError:  # ansible-core < 2.19
+    import contextlib
+
+    @contextlib.contextmanager
+    def patch_module_args(args):
+        old = basic._ANSIBLE_ARGS
+        basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+        try:
+            yield
+        finally:
+            basic._ANSIBLE_ARGS = old
+
+
+SECRET = "planted-unit-secret-91d2"
+SITE = "SECRET_KEY = 'k'\nXAPI_LRS_PWD = 'site-old-pwd-42'\n"
+
+
+def run(capsys, **args):
+    args.setdefault("_ansible_tmpdir", None)
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            pod_settings.main()
+    out = capsys.readouterr().out
+    return json.loads(out), out
+
+
+@pytest.fixture
+def settings_file(tmp_path):
+    path = tmp_path / "settings_local.py"
+    path.write_text(SITE)
+    return path
+
+
+def common(path, **extra):
+    args = dict(
+        path=str(path),
+        settings={"USE_XAPI": True, "XAPI_LRS_URL": "http://lrs/xAPI/statements/"},
+        secrets={"XAPI_LRS_PWD": SECRET},
+        _ansible_diff=True,
+    )
+    args.update(extra)
+    return args
+
+
+def test_changed_then_ok_and_secret_never_printed(capsys, settings_file):
+    result, out = run(capsys, **common(settings_file))
+    assert result["changed"] is True
+    assert result["names"] == ["USE_XAPI", "XAPI_LRS_PWD", "XAPI_LRS_URL"]
+    assert result["shadowed"] == [{"name": "XAPI_LRS_PWD", "line": 2}]
+    assert "managed block at the end of the file wins" in json.dumps(result["warnings"])
+    assert SECRET not in out and "site-old-pwd-42" not in out
+    assert "XAPI_LRS_PWD = '********'" in result["diff"]["after"]
+    content = settings_file.read_text()
+    assert content.startswith(SITE)
+    assert "XAPI_LRS_PWD = %r" % SECRET in content
+
+    result, out = run(capsys, **common(settings_file))
+    assert result["changed"] is False
+    assert SECRET not in out
+
+
+def test_check_mode_changes_nothing(capsys, settings_file):
+    result, out = run(capsys, _ansible_check_mode=True, **common(settings_file))
+    assert result["changed"] is True
+    assert settings_file.read_text() == SITE
+    assert SECRET not in out
+
+
+def test_missing_file_fails_unless_create(capsys, tmp_path):
+    missing = tmp_path / "settings_local.py"
+    result, _out = run(capsys, **common(missing))
+    assert result["failed"] is True
+    assert "does not exist: is this a Pod checkout?" in result["msg"]
+    assert not missing.exists()
+
+    result, _out = run(capsys, _ansible_check_mode=True, **common(missing, create=True))
+    assert result["changed"] is True
+    assert not missing.exists()
+
+    result, out = run(capsys, **common(missing, create=True, mode="0640"))
+    assert result["changed"] is True
+    assert stat.S_IMODE(os.stat(missing).st_mode) == 0o640
+    assert SECRET not in out
+    result, _out = run(capsys, **common(missing, create=True, mode="0640"))
+    assert result["changed"] is False
+
+
+def test_mode_change_alone_is_a_change(capsys, settings_file):
+    run(capsys, **common(settings_file))
+    result, _out = run(capsys, **common(settings_file, mode="0600"))
+    assert result["changed"] is True
+    assert stat.S_IMODE(os.stat(settings_file).st_mode) == 0o600
+
+
+def test_invalid_python_fails_without_change(capsys, settings_file):
+    settings_file.write_text("def broken(:\n")
+    result, _out = run(capsys, **common(settings_file))
+    assert result["failed"] is True
+    assert "is not valid Python" in result["msg"]
+    assert settings_file.read_text() == "def broken(:\n"

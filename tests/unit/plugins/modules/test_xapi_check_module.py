@@ -1,0 +1,394 @@
+# -*- coding: utf-8 -*-
+# Copyright: Esup-Pod xAPI collection maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""esup_pod.xapi.xapi_check end to end against fake redis, requests and Celery.
+
+The fakes stand for the libraries of the worker's virtualenv, so these tests need none of them:
+they check the order of the links, what is skipped, `changed`, check mode, the messages and that
+no secret reaches the output.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.common.text.converters import to_bytes
+
+from ansible_collections.esup_pod.xapi.plugins.modules import xapi_check
+
+try:
+    from ansible.module_utils.testing import patch_module_args
+except ImportError:  # ansible-core < 2.19
+    import contextlib
+
+    @contextlib.contextmanager
+    def patch_module_args(args):
+        old = basic._ANSIBLE_ARGS
+        basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+        try:
+            yield
+        finally:
+            basic._ANSIBLE_ARGS = old
+
+
+BROKER_SECRET = "planted-unit-broker-5e1f"
+LRS_SECRET = "planted-unit-lrs-77a0"
+BROKER_URL = "redis://:%s@frontal:6379/6" % BROKER_SECRET
+LRS_URL = "http://lrs:8100/xAPI/statements/"
+
+
+# --- fakes --------------------------------------------------------------------------------------
+class RedisError(Exception):
+    pass
+
+
+class RedisConnectionError(RedisError):
+    pass
+
+
+class AuthenticationError(RedisConnectionError):
+    pass
+
+
+class ResponseError(RedisError):
+    pass
+
+
+class RequestException(IOError):
+    pass
+
+
+class Lab(object):
+    """What the fake pipeline answers; tests change its fields."""
+
+    def __init__(self):
+        self.errors = {}  # "ping" or "lrs": the exception that call raises
+        self.lengths = {"xapi": 0}
+        self.answers = [{"xapi@encoding": [{"name": "xapi"}]}]
+        self.inspected = 0
+        self.lrs_status = 200
+        self.stores_after = 1  # lookups of the probe before the LRS has it (None: never)
+        self.sent = []
+        self.lookups = 0
+        self.redis_urls = []
+
+
+@pytest.fixture
+def lab(monkeypatch):
+    state = Lab()
+
+    class Pipeline(object):
+        def __init__(self):
+            self.keys = []
+
+        def llen(self, key):
+            self.keys.append(key)
+
+        def execute(self):
+            return [state.lengths.get(key, 0) for key in self.keys]
+
+    class Client(object):
+        def ping(self):
+            if "ping" in state.errors:
+                raise state.errors["ping"]
+            return True
+
+        def pipeline(self, transaction=True):
+            return Pipeline()
+
+        def close(self):
+            pass
+
+    class Redis(object):
+        @staticmethod
+        def from_url(url, **kwargs):
+            state.redis_urls.append(url)
+            assert kwargs["socket_connect_timeout"] > 0
+            return Client()
+
+    fake_redis = types.SimpleNamespace(
+        Redis=Redis, RedisError=RedisError, ConnectionError=RedisConnectionError,
+        AuthenticationError=AuthenticationError, ResponseError=ResponseError,
+    )
+
+    class Response(object):
+        def __init__(self, status, body):
+            self.status_code = status
+            self.body = body
+            self.text = json.dumps(body)
+
+        def json(self):
+            return self.body
+
+    def get(url, params=None, auth=None, headers=None, timeout=None, verify=True):
+        assert url == LRS_URL
+        assert headers["X-Experience-API-Version"].startswith("1.0")
+        if "lrs" in state.errors:
+            raise state.errors["lrs"]
+        if auth != ("pod-xapi", LRS_SECRET):
+            return Response(401, {"detail": "Invalid authentication credentials"})
+        if state.lrs_status != 200:
+            return Response(state.lrs_status, {"detail": "boom"})
+        if "statementId" in params:
+            state.lookups += 1
+            sid = params["statementId"]
+            stored = state.stores_after is not None and state.lookups > state.stores_after
+            return Response(200, {"statements": [{"id": sid}] if stored else []})
+        return Response(200, {"statements": [], "more": ""})
+
+    fake_requests = types.SimpleNamespace(
+        get=get, exceptions=types.SimpleNamespace(RequestException=RequestException),
+    )
+
+    class Inspect(object):
+        def active_queues(self):
+            answer = state.answers[min(state.inspected, len(state.answers) - 1)]
+            state.inspected += 1
+            return answer
+
+    class Control(object):
+        def inspect(self, timeout=None):
+            assert timeout > 0
+            return Inspect()
+
+    class Celery(object):
+        def __init__(self, main, broker=None, set_as_current=True):
+            assert broker.startswith("redis://:")
+            assert set_as_current is False
+            self.conf = types.SimpleNamespace(update=lambda **kw: None)
+            self.control = Control()
+
+        def send_task(self, name, args=None, queue=None, **kwargs):
+            state.sent.append({"name": name, "args": args, "queue": queue})
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(xapi_check, "redis", fake_redis)
+    monkeypatch.setattr(xapi_check, "requests", fake_requests)
+    monkeypatch.setattr(xapi_check, "Celery", Celery)
+    for name in ("REDIS_IMPORT_ERROR", "REQUESTS_IMPORT_ERROR", "CELERY_IMPORT_ERROR"):
+        monkeypatch.setattr(xapi_check, name, None)
+    monkeypatch.setattr(xapi_check.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(xapi_check, "PROBE_POLL_FIRST", 0.001)
+    return state
+
+
+def run(capsys, **args):
+    params = dict(broker_url=BROKER_URL, lrs_url=LRS_URL, lrs_login="pod-xapi", lrs_password=LRS_SECRET)
+    params.update(args)
+    params.setdefault("_ansible_tmpdir", None)
+    with patch_module_args(params):
+        with pytest.raises(SystemExit):
+            xapi_check.main()
+    out = capsys.readouterr().out
+    assert BROKER_SECRET not in out
+    assert LRS_SECRET not in out
+    return json.loads(out)
+
+
+def statuses(result):
+    return dict((c["name"], c["status"]) for c in result["checks"])
+
+
+# --- tests --------------------------------------------------------------------------------------
+def test_healthy_pipeline_with_probe(capsys, lab):
+    result = run(capsys)
+    assert not result.get("failed")
+    assert result["changed"] is True
+    assert statuses(result) == dict.fromkeys(("broker", "consumers", "backlog", "lrs", "credentials", "probe"), "ok")
+    assert result["broker"] == {"url": "redis://:********@frontal:6379/6", "address": "frontal:6379",
+                                "reachable": True, "authenticated": True}
+    assert result["consumers"] == ["xapi@encoding"] and result["consumer_count"] == 1
+    assert result["backlog"] == 0
+    assert result["lrs"]["status"] == 200 and result["lrs"]["credentials"] is True
+    assert result["lrs"]["latency_ms"] >= 0
+    probe = result["probe"]
+    assert probe["stored"] is True and probe["enqueued"] is True and probe["polls"] == 2
+    assert probe["activity_id"] == "urn:esup-pod:xapi:probe"
+    assert probe["latency_ms"] >= 0
+    assert lab.sent == [{"name": "pod.xapi.xapi_tasks.send_xapi_statement_task",
+                         "args": [lab.sent[0]["args"][0]], "queue": "xapi"}]
+    assert lab.sent[0]["args"][0]["id"] == probe["id"]
+    assert result["msg"].startswith("xAPI pipeline healthy")
+    assert result["elapsed_ms"] >= 0
+
+
+def test_check_mode_skips_the_probe(capsys, lab):
+    result = run(capsys, _ansible_check_mode=True)
+    assert result["changed"] is False
+    assert statuses(result)["probe"] == "skipped"
+    assert lab.sent == []
+
+
+def test_probe_false_changes_nothing(capsys, lab):
+    result = run(capsys, probe=False)
+    assert result["changed"] is False and lab.sent == []
+    assert not result.get("failed")
+
+
+def test_broker_refuses_password(capsys, lab):
+    lab.errors["ping"] = AuthenticationError("invalid username-password pair")
+    result = run(capsys)
+    assert result["failed"] is True
+    assert result["msg"] == "broker refused the password"
+    assert result["broker"]["reachable"] is True and result["broker"]["authenticated"] is False
+    assert statuses(result) == {"broker": "failed", "consumers": "skipped", "backlog": "skipped",
+                                "lrs": "ok", "credentials": "ok", "probe": "skipped"}
+    assert result["changed"] is False and lab.sent == []
+
+
+def test_broker_noauth_response_is_a_password_problem(capsys, lab):
+    lab.errors["ping"] = ResponseError("NOAUTH Authentication required.")
+    assert run(capsys)["msg"] == "broker refused the password"
+
+
+def test_broker_unreachable(capsys, lab):
+    lab.errors["ping"] = RedisConnectionError("Error 111 connecting to frontal:6379. Connection refused.")
+    result = run(capsys)
+    assert result["msg"] == "broker unreachable at frontal:6379"
+    assert result["broker"]["reachable"] is False
+    assert "Connection refused" in result["checks"][0]["detail"]
+
+
+def test_no_consumer_after_retries(capsys, lab):
+    lab.answers = [None]
+    result = run(capsys, consumer_retries=3)
+    assert result["msg"] == "no worker consumes queue xapi"
+    assert result["consumer_attempts"] == 4 and lab.inspected == 4
+    assert result["consumer_count"] == 0 and result["consumers"] == []
+    assert statuses(result)["probe"] == "skipped" and lab.sent == []
+
+
+def test_worker_still_starting_is_retried(capsys, lab):
+    lab.answers = [None, {"celery@enc": [{"name": "celery"}]}, {"xapi@enc": [{"name": "xapi"}]}]
+    result = run(capsys, probe=False)
+    assert not result.get("failed")
+    assert result["consumer_attempts"] == 3 and result["consumers"] == ["xapi@enc"]
+
+
+def test_too_few_consumers(capsys, lab):
+    result = run(capsys, min_consumers=2, consumer_retries=0)
+    assert result["msg"] == "only 1 worker(s) consume queue xapi, expected at least 2"
+
+
+def test_backlog_counts_priority_lists(capsys, lab):
+    lab.lengths = {"xapi": 4, "xapi\x06\x169": 2, "celery": 100}
+    result = run(capsys, max_backlog=5)
+    assert result["backlog"] == 6
+    assert result["msg"] == "backlog 6 exceeds 5"
+    result = run(capsys, max_backlog=6, probe=False)
+    assert not result.get("failed") and result["backlog"] == 6
+
+
+def test_lrs_unreachable(capsys, lab):
+    lab.errors["lrs"] = RequestException("Connection refused")
+    result = run(capsys)
+    assert result["msg"] == "LRS unreachable at %s" % LRS_URL
+    assert statuses(result)["credentials"] == "skipped"
+    assert result["lrs"]["reachable"] is False and result["lrs"]["status"] is None
+
+
+def test_lrs_refuses_credentials(capsys, lab):
+    result = run(capsys, lrs_password="wrong-password")
+    assert result["msg"] == "LRS refused the credentials"
+    assert result["lrs"]["status"] == 401 and result["lrs"]["credentials"] is False
+    assert lab.sent == []
+
+
+def test_lrs_other_status(capsys, lab):
+    lab.lrs_status = 500
+    result = run(capsys)
+    assert result["msg"] == "LRS answered HTTP 500 at %s" % LRS_URL
+    assert result["lrs"]["credentials"] is None
+
+
+def test_several_broken_links_in_pipeline_order(capsys, lab):
+    lab.answers = [None]
+    lab.errors["lrs"] = RequestException("down")
+    result = run(capsys, consumer_retries=0)
+    assert result["msg"] == "no worker consumes queue xapi; LRS unreachable at %s" % LRS_URL
+
+
+def test_probe_not_stored(capsys, lab):
+    lab.stores_after = None
+    result = run(capsys, probe_timeout=0.05)
+    assert result["failed"] is True
+    assert result["msg"] == "probe not stored within 0.05 s"
+    assert result["changed"] is True  # the probe was enqueued: it may still reach the LRS
+    assert result["probe"]["enqueued"] is True and result["probe"]["stored"] is False
+    assert result["probe"]["polls"] >= 1
+
+
+def test_bad_broker_url_is_refused_before_any_check(capsys, lab):
+    result = run(capsys, broker_url="amqp://guest:%s@rabbit//" % BROKER_SECRET)
+    assert result["failed"] is True
+    assert "is not a redis:// or rediss:// URL" in result["msg"]
+    assert lab.redis_urls == []
+
+
+def test_percent_encoded_broker_password_is_masked(capsys, lab):
+    result = run(capsys, broker_url="redis://:a%2Fb-planted@frontal:6379/6", probe=False)
+    text = json.dumps(result)
+    assert "a%2Fb-planted" not in text and "a/b-planted" not in text
+    assert result["broker"]["url"] == "redis://:********@frontal:6379/6"
+
+
+def test_empty_lrs_url(capsys, lab):
+    result = run(capsys, lrs_url="")
+    assert result["msg"].startswith("lrs_url is empty")
+
+
+def test_missing_library_says_where_to_run(capsys, lab, monkeypatch):
+    monkeypatch.setattr(xapi_check, "CELERY_IMPORT_ERROR", "Traceback: No module named celery")
+    result = run(capsys)
+    assert result["failed"] is True
+    assert "celery" in result["msg"] and "ansible_python_interpreter" in result["msg"]
+    assert "virtualenv" in result["msg"]
+
+
+def test_values_from_pod_settings(capsys, lab, tmp_path):
+    custom = tmp_path / "pod" / "custom"
+    custom.mkdir(parents=True)
+    settings = custom / "settings_local.py"
+    settings.write_text(
+        "SECRET_KEY = 'x'\nprint('noise on stdout')\n"
+        "XAPI_CELERY_BROKER_URL = %r\nXAPI_LRS_URL = %r\nXAPI_LRS_LOGIN = 'pod-xapi'\nXAPI_LRS_PWD = %r\n"
+        % (BROKER_URL, LRS_URL, LRS_SECRET)
+    )
+    params = dict(settings_path=str(settings), _ansible_tmpdir=None, probe=False)
+    with patch_module_args(params):
+        with pytest.raises(SystemExit):
+            xapi_check.main()
+    out = capsys.readouterr().out
+    assert BROKER_SECRET not in out and LRS_SECRET not in out
+    result = json.loads(out)
+    assert not result.get("failed"), result["msg"]
+    assert result["settings_used"] == ["broker_url", "lrs_url", "lrs_login", "lrs_password"]
+    assert result["broker"]["url"] == "redis://:********@frontal:6379/6"
+    assert not (custom / "__pycache__").exists()  # read-only: no bytecode next to the site's file
+
+
+def test_explicit_options_win_over_settings(capsys, lab, tmp_path):
+    settings = tmp_path / "settings_local.py"
+    settings.write_text("XAPI_LRS_URL = 'http://elsewhere/'\nXAPI_LRS_LOGIN = 'pod-xapi'\n")
+    result = run(capsys, settings_path=str(settings), lrs_login=None, probe=False)
+    assert result["settings_used"] == ["lrs_login"]
+    assert result["lrs"]["url"] == LRS_URL
+
+
+def test_missing_settings_file(capsys, lab, tmp_path):
+    result = run(capsys, broker_url=None, settings_path=str(tmp_path / "nope.py"))
+    assert result["failed"] is True
+    assert result["msg"] == "broker_url not given, and settings_path %s does not exist" % (tmp_path / "nope.py")
+
+
+@pytest.mark.parametrize("option", ["probe_timeout", "timeout", "inspect_timeout"])
+def test_timeouts_must_be_positive(capsys, lab, option):
+    result = run(capsys, **{option: 0})
+    assert result["msg"] == "%s must be greater than 0, got 0" % option
