@@ -139,15 +139,20 @@ def test_the_sites_own_settings_survived_byte_for_byte(lab_host):
     assert compiled.rc == 0, compiled.stderr
 
 
-def test_the_xapi_settings_are_what_pod_reads(lab_host):
-    for name in ("frontal", "encoding"):
-        out = lab_host(name).run(
-            "cd %s && /home/pod/.virtualenvs/django_pod4/bin/python -c "
-            "\"from pod.custom import settings_local as s; print(s.USE_XAPI, s.XAPI_LRS_URL, s.XAPI_LRS_LOGIN,"
-            " s.XAPI_CELERY_BROKER_URL.split('@')[-1])\"" % POD_DIR)
-        assert out.rc == 0, out.stderr
-        assert out.stdout.split() == ["True", lab.var("frontal", "xapi_lrs_url"),
-                                      lab.var("frontal", "xapi_lrs_login"), "frontal:6379/6"], out.stdout
+@pytest.mark.parametrize("host_name, names", [
+    ("frontal", "USE_XAPI, USE_XAPI_VIDEO, XAPI_LRS_URL, XAPI_LRS_LOGIN"),
+    ("encoding", "XAPI_LRS_URL, XAPI_LRS_LOGIN"),
+])
+def test_the_xapi_settings_are_what_pod_reads(lab_host, host_name, names):
+    """Pod's task imports pod.custom.settings_local as a plain module: read it the same way."""
+    out = lab_host(host_name).run(
+        "cd %s && /home/pod/.virtualenvs/django_pod4/bin/python -c "
+        "\"from pod.custom import settings_local as s; print(%s, s.XAPI_CELERY_BROKER_URL.split('@')[-1])\""
+        % (POD_DIR, ", ".join("s." + n for n in names.split(", "))))
+    assert out.rc == 0, out.stderr
+    expected = {"USE_XAPI": "True", "USE_XAPI_VIDEO": "True", "XAPI_LRS_URL": lab.var("frontal", "xapi_lrs_url"),
+                "XAPI_LRS_LOGIN": lab.var("frontal", "xapi_lrs_login")}
+    assert out.stdout.split() == [expected[n] for n in names.split(", ")] + ["frontal:6379/6"], out.stdout
 
 
 @pytest.mark.parametrize("host_name, path, owner, group", [

@@ -35,7 +35,7 @@ POD_DIR = os.environ.get("XAPI_CHECK_POD_DIR", "/usr/local/django_projects/podv4
 POD_VENV = os.environ.get("XAPI_CHECK_POD_VENV", "/home/pod/.virtualenvs/django_pod4")
 HEAL_TIMEOUT = 120  # seconds allowed for the pipeline to be healthy again after a repair
 
-pytestmark = pytest.mark.skipif(not os.environ.get("LAB_NAME"), reason="LAB_NAME names the converged lab to test")
+
 
 
 def tool(name):
@@ -118,7 +118,7 @@ def on(host, *argv, chdir=None):
 def wait_healthy(**extra_vars):
     """Poll the read-only check until every link is healthy; fail after HEAL_TIMEOUT seconds."""
     deadline = time.monotonic() + HEAL_TIMEOUT
-    extra = dict(xapi_check_probe=False, xapi_check_consumer_retries=0)
+    extra = dict(worker_check_probe=False, worker_check_consumer_retries=0)
     extra.update(extra_vars)
     while True:
         run = verify(**extra)
@@ -160,14 +160,14 @@ def test_check_mode_sends_no_probe():
 def test_stopped_worker():
     on("encoding", WORKER_SERVICE, "stop")
     try:
-        run = verify(xapi_check_consumer_retries=1, xapi_check_consumer_delay=1)
+        run = verify(worker_check_consumer_retries=1, worker_check_consumer_delay=1)
         assert run.rc != 0, run
         assert run.msg == "no worker consumes queue xapi", run
         assert run.result["consumer_count"] == 0 and run.result["consumer_attempts"] == 2
         assert run.status("probe") == "skipped" and run.result["changed"] is False
-        run = verify(xapi_check_min_consumers=0, xapi_check_probe=False)
+        run = verify(worker_check_min_consumers=0, worker_check_probe=False)
         assert run.rc == 0, run  # min_consumers: 0 accepts a stopped worker
-        run = verify(xapi_check_min_consumers=2, xapi_check_probe=False, xapi_check_consumer_retries=0)
+        run = verify(worker_check_min_consumers=2, worker_check_probe=False, worker_check_consumer_retries=0)
         assert "no worker consumes queue xapi" in run.msg, run
     finally:
         on("encoding", WORKER_SERVICE, "start")
@@ -175,7 +175,7 @@ def test_stopped_worker():
 
 
 def test_too_few_workers():
-    run = verify(xapi_check_min_consumers=2, xapi_check_probe=False, xapi_check_consumer_retries=0)
+    run = verify(worker_check_min_consumers=2, worker_check_probe=False, worker_check_consumer_retries=0)
     assert run.rc != 0, run
     assert run.msg == "only 1 worker(s) consume queue xapi, expected at least 2", run
 
@@ -216,7 +216,7 @@ def test_wrong_broker_password():
 
 
 def test_unreachable_broker():
-    run = verify(xapi_check_broker_port=6390, xapi_check_probe=False)
+    run = verify(worker_broker_url="redis://:not-the-password@frontal:6390/6", worker_check_probe=False)
     assert run.rc != 0, run
     assert run.msg == "broker unreachable at frontal:6390", run
     assert run.result["broker"]["reachable"] is False
@@ -241,7 +241,7 @@ def test_backlog_above_the_limit():
     try:
         # Enqueued through Pod's own app and task, as the frontal does.
         on("encoding", POD_VENV + "/bin/python", "-c", ENQUEUE, str(count), chdir=POD_DIR)
-        run = verify(xapi_check_max_backlog=count - 2, xapi_check_min_consumers=0, xapi_check_probe=False)
+        run = verify(worker_check_max_backlog=count - 2, worker_check_min_consumers=0, worker_check_probe=False)
         assert run.rc != 0, run
         found = re.fullmatch(r"backlog (\d+) exceeds %d" % (count - 2), run.msg)
         assert found, run
@@ -249,5 +249,5 @@ def test_backlog_above_the_limit():
     finally:
         on("encoding", WORKER_SERVICE, "start")
     # The worker drains the backlog once it is back.
-    drained = wait_healthy(xapi_check_max_backlog=0)
+    drained = wait_healthy(worker_check_max_backlog=0)
     assert drained.result["backlog"] == 0
