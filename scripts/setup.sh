@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the lab and the tests need on a Debian 12 machine, as root:
 #   - Debian packages: podman (with runc, netavark, aardvark-dns, catatonit), debootstrap, git,
-#     python3-venv;
+#     python3-venv, shellcheck (for ansible-test sanity);
 #   - .venv: the pinned toolchain of requirements-dev.txt (ansible-core, the ansible bundle for
 #     containers.podman, Molecule, pytest, testinfra, ansible-lint, yamllint, antsibull-changelog).
 # It is quick when everything is already there. Sourced or run by scripts/lab.sh and scripts/test.sh.
@@ -11,10 +11,11 @@ project=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 die() { echo "setup: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root: it installs Debian packages (podman, debootstrap) and runs containers"
-command -v apt-get >/dev/null 2>&1 && [ -f /etc/debian_version ] ||
+if ! command -v apt-get >/dev/null 2>&1 || [ ! -f /etc/debian_version ]; then
   die "this needs Debian 12 (apt-get); on another system install podman, runc, debootstrap, git and python3-venv yourself"
+fi
 
-packages="podman runc netavark aardvark-dns catatonit debootstrap git python3-venv"
+packages="podman runc netavark aardvark-dns catatonit debootstrap git python3-venv shellcheck"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

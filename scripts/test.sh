@@ -7,7 +7,7 @@
 # It runs every stage, prints a summary, and exits non-zero if any stage failed.
 set -uo pipefail
 project=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$project"
+cd "$project" || exit 1
 
 bash scripts/setup.sh || exit 1
 export PATH="$project/.venv/bin:$PATH"

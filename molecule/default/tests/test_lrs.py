@@ -58,7 +58,7 @@ def test_each_post_is_stored_not_only_the_first(lrs_from_encoding, lrs):
     """Ralph 5.1.0's fs backend stores only the first write unless the launcher switches it to
     APPEND: several POSTs in a row must all be stored."""
     before = lrs.count()
-    statements = [make_statement() for _ in range(3)]
+    statements = [make_statement() for _number in range(3)]
     for statement in statements:
         status, body = lrs_from_encoding.post(statement)
         assert status == 200, body

@@ -76,7 +76,7 @@ def test_the_worker_starts_at_boot():
     encoding = lab.host("encoding")
     # celery multi daemonizes: poll (bounded) for the node to answer, no fixed sleep.
     cmd = None
-    for _ in range(30):
+    for _attempt in range(30):
         cmd = encoding.run(
             "cd %s && su pod -s /bin/sh -c '/home/pod/.virtualenvs/django_pod4/bin/celery "
             "-A pod.xapi.xapi_tasks inspect ping --timeout 2'" % POD_DIR)

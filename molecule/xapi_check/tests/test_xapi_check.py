@@ -22,7 +22,6 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -34,8 +33,6 @@ LRS_SERVICE = "/etc/init.d/ralph-lrs"
 POD_DIR = os.environ.get("XAPI_CHECK_POD_DIR", "/usr/local/django_projects/podv4")
 POD_VENV = os.environ.get("XAPI_CHECK_POD_VENV", "/home/pod/.virtualenvs/django_pod4")
 HEAL_TIMEOUT = 120  # seconds allowed for the pipeline to be healthy again after a repair
-
-
 
 
 def tool(name):
