@@ -21,13 +21,21 @@ if [ "${1:-}" = down ]; then
 fi
 
 start=$(date +%s)
-tests/lab/labctl up "$LAB_NAME" "$release"
-echo "lab: preparing the lab's services (Ralph LRS, git server, an existing Pod frontal)"
-ansible-playbook -i inventory/lab tests/playbooks/lab_prepare.yml
-echo "lab: deploying the xAPI pipeline with playbooks/site.yml"
-ansible-playbook -i inventory/lab playbooks/site.yml
-echo "lab: sending one statement from the frontal, as Pod's view does"
-ansible-playbook -i inventory/lab tests/playbooks/lab_demo.yml
+step() {  # step WHAT COMMAND...: run a step and say how long it took
+  local what=$1 t0
+  shift
+  echo "lab: $what"
+  t0=$(date +%s)
+  "$@"
+  echo "lab: $what: done in $(($(date +%s) - t0)) s"
+}
+step "creating the hosts" tests/lab/labctl up "$LAB_NAME" "$release"
+step "preparing the lab's services (Ralph LRS, git server, an existing Pod frontal)" \
+  ansible-playbook -i inventory/lab tests/playbooks/lab_prepare.yml
+step "deploying the xAPI pipeline with playbooks/site.yml" \
+  ansible-playbook -i inventory/lab playbooks/site.yml
+step "sending one statement from the frontal, as Pod's view does" \
+  ansible-playbook -i inventory/lab tests/playbooks/lab_demo.yml
 echo "lab: ready in $(($(date +%s) - start)) s. Hosts: $LAB_NAME-frontal $LAB_NAME-encoding $LAB_NAME-lrs"
 echo "lab: enter one with: CONTAINERS_CONF=$CONTAINERS_CONF podman exec -it $LAB_NAME-encoding bash"
 echo "lab: remove it with: scripts/lab.sh down"

@@ -16,24 +16,11 @@ import types
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.common.text.converters import to_bytes
 
 from ansible_collections.esup_pod.xapi.plugins.modules import xapi_check
 
-try:
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core < 2.19
-    import contextlib
-
-    @contextlib.contextmanager
-    def patch_module_args(args):
-        old = basic._ANSIBLE_ARGS
-        basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-        try:
-            yield
-        finally:
-            basic._ANSIBLE_ARGS = old
+# The toolchain pins ansible-core 2.19, which has patch_module_args.
+from ansible.module_utils.testing import patch_module_args
 
 
 BROKER_SECRET = "planted-unit-broker-5e1f"
