@@ -1,7 +1,7 @@
 """Scale-out: two encoding hosts, two worker nodes each, all consuming the xapi queue.
 
 Run by Molecule's testinfra verifier (scenario scale_out) from the repository root, with
-LAB_NAME naming the lab, on top of the inventory molecule/scale_out/inventory.yml.
+LAB_NAME naming the lab, on top of the inventory molecule/scale_out/inventory/hosts.yml.
 """
 
 import json
@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 from lablib import lab, pod  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
-INVENTORIES = ["-i", "inventory/lab", "-i", "molecule/scale_out/inventory.yml"]
+INVENTORIES = ["-i", "inventory/lab", "-i", "molecule/scale_out/inventory/hosts.yml"]
 POD_DIR = "/usr/local/django_projects/podv4"
 NODES = sorted("%s@%s" % (node, host) for node in ("xapi1", "xapi2") for host in ("encoding", "encoding2"))
 CELERY = ("cd %s && su pod -s /bin/sh -c '/home/pod/.virtualenvs/django_pod4/bin/celery "

@@ -1,0 +1,92 @@
+"""Delivery hardening, on the converged lab: no statement is lost when the LRS hangs or goes away,
+or when the worker process that holds it is killed (the worker role's defaults).
+
+The LRS is replaced for a while by a listener that accepts connections and never answers (a hung
+LRS), then Ralph comes back; every step waits for a real condition, with a bound.
+"""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+
+from lablib import lab, pod  # noqa: E402
+
+POD_DIR = "/usr/local/django_projects/podv4"
+CELERY = ("cd %s && su pod -s /bin/sh -c '/home/pod/.virtualenvs/django_pod4/bin/celery "
+          "-A pod.xapi.xapi_tasks inspect active --timeout 3 --json'" % POD_DIR)
+HANG = r"""
+import socket, sys
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("0.0.0.0", int(sys.argv[1])))
+server.listen(64)
+held = []
+while True:
+    held.append(server.accept()[0])  # never read, never answer: a hung LRS
+"""
+
+
+def until(what, probe, timeout):
+    """Poll PROBE until it returns something true; fail naming WHAT after TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "%s: not within %s s" % (what, timeout)
+        time.sleep(0.5)
+
+
+def active_task(statement_id):
+    """(task id, worker_pid) of the active task that carries the statement, or None."""
+    out = lab.host("frontal").run(CELERY)
+    if out.rc != 0:
+        return None
+    for node, tasks in json.loads(out.stdout.strip().splitlines()[-1]).items():
+        for task in tasks or []:
+            if statement_id in json.dumps(task.get("args")):
+                return task["id"], task["worker_pid"]
+    return None
+
+
+def worker_log(task_id, text):
+    """Whether a line of the worker's logs names the task and says TEXT."""
+    return lab.host("encoding").run(
+        "grep -h -F %s /var/log/celery/*.log | grep -q -F %s" % (_q(task_id), _q(text))).rc == 0
+
+
+def _q(text):
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def test_a_statement_survives_a_hung_lrs_a_killed_worker_and_an_outage(lrs):
+    lrs_host, encoding = lab.host("lrs"), lab.host("encoding")
+    port = lab.var("lrs", "lab_lrs_port")
+    assert lrs_host.run("/etc/init.d/ralph-lrs stop").rc == 0
+    try:
+        subprocess.run(["podman", "exec", "-d", lab.container("lrs"), "python3", "-c", HANG, str(port),
+                        "lab-hung-lrs"], check=True)
+        until("the hung LRS listens", lambda: lrs_host.socket("tcp://0.0.0.0:%s" % port).is_listening, 30)
+        statement_id = pod.enqueue(1, tag="outage")[0]
+
+        # The task hangs in requests.post (Pod sets no timeout): kill the process that runs it.
+        task_id, pid = until("the task runs", lambda: active_task(statement_id), 60)
+        assert encoding.run("kill -9 %s" % pid).rc == 0
+        # task_reject_on_worker_lost: the statement goes back to the queue and runs again.
+        until("the task is redelivered to another process",
+              lambda: (active_task(statement_id) or (None, pid))[1] != pid, 60)
+        # task_soft_time_limit (30 s by default): the hung request is abandoned and retried.
+        until("the soft time limit ends the hung request", lambda: worker_log(task_id, "SoftTimeLimitExceeded"), 90)
+    finally:
+        lrs_host.run("pkill -f 'lab-hung-[l]rs'")
+        until("the hung LRS is gone", lambda: not lrs_host.socket("tcp://0.0.0.0:%s" % port).is_listening, 30)
+        assert lrs_host.run("/etc/init.d/ralph-lrs start").rc == 0
+        until("Ralph answers again", lambda: lrs.heartbeat()[0] == 200, 60)
+    # Retried with backoff while the LRS was away, then stored once it is back.
+    assert worker_log(task_id, "Retry in")
+    stored = lrs.wait_for([statement_id], timeout=300, interval=1)
+    assert statement_id in stored
