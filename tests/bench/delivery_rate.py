@@ -12,6 +12,7 @@ converged lab, from the repository root, with the project's virtualenv:
 import sys
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,13 +36,16 @@ def main():
     assert all(answer[0] == 200 for answer in answers), answers[:3]
     print("lab %s: the LRS alone took %d statements in %.2f s: %.1f statements/s"
           % (lab.lab_name(), count, alone, count / alone))
-    start = time.monotonic()
+    # The end is read from the LRS's own "stored" times (the containers share this host's clock),
+    # so the polling below, kept slow to load the machine little, does not count.
+    start = time.time()
     ids = pod.enqueue(count, tag="bench")
-    enqueued = time.monotonic() - start
-    lrs.wait_for(ids, timeout=max(120.0, count / 2.0), interval=0.2)
-    total = time.monotonic() - start
-    print("lab %s: %d statements enqueued in %.2f s, all stored by the LRS after %.2f s: %.1f statements/s"
-          % (lab.lab_name(), count, enqueued, total, count / total))
+    enqueued = time.time() - start
+    stored = lrs.wait_for(ids, timeout=max(120.0, count / 2.0), interval=2)
+    last = max(datetime.fromisoformat(s["stored"]).timestamp() for s in stored.values())
+    total = last - start
+    print("lab %s: %d statements enqueued in %.2f s, the last stored by the LRS %.2f s after the first "
+          "was enqueued: %.1f statements/s" % (lab.lab_name(), count, enqueued, total, count / total))
 
 
 if __name__ == "__main__":
