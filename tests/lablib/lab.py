@@ -75,3 +75,17 @@ def var(name, variable):
         # "lrs | SUCCESS => {...}"
         value = json.loads(out.split("=>", 1)[1])[variable]
     return value
+
+
+def run_playbook(*args, inventories=("inventory/lab",)):
+    """A real ansible-playbook run against the lab from the repository root, with the project's
+    ansible.cfg and outside the scenario's log; returns (rc, stdout and stderr)."""
+    env = dict(os.environ, LAB_NAME=lab_name(), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"))
+    env.pop("ANSIBLE_LOG_PATH", None)
+    command = [_tool("ansible-playbook")]
+    for inventory in inventories:
+        command += ["-i", inventory]
+    done = subprocess.run(command + list(args), cwd=str(REPO_ROOT), env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    return done.returncode, done.stdout

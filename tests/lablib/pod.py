@@ -7,6 +7,7 @@ extensions), and returns the ids it enqueued.
 """
 
 import json
+import shlex
 import subprocess
 
 from . import lab
@@ -49,3 +50,18 @@ def enqueue(count, tag="test", via="frontal"):
     if done.returncode != 0:
         raise RuntimeError("enqueue on %s failed: %s" % (via, done.stderr.strip()[-2000:]))
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def inspect(what, via="frontal", timeout=5, json_output=False):
+    """`celery -A pod.xapi.xapi_tasks inspect WHAT` as the pod user in the Pod checkout of the lab
+    host VIA (through the broker, as Pod's app sees the workers); returns testinfra's result."""
+    command = "%s/bin/celery -A pod.xapi.xapi_tasks inspect %s --timeout %s%s" % (
+        POD_PYTHON.rsplit("/bin/", 1)[0], what, timeout, " --json" if json_output else "")
+    return lab.host(via).run("cd %s && su pod -s /bin/sh -c %s" % (POD_DIR, shlex.quote(command)))
+
+
+def inspect_json(what, via="frontal", timeout=5):
+    """inspect() with --json: {node: answer}; fails when celery fails."""
+    out = inspect(what, via, timeout, json_output=True)
+    assert out.rc == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])

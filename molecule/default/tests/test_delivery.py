@@ -6,6 +6,7 @@ LRS), then Ralph comes back; every step waits for a real condition, with a bound
 """
 
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -15,9 +16,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 
 from lablib import lab, pod  # noqa: E402
 
-POD_DIR = "/usr/local/django_projects/podv4"
-CELERY = ("cd %s && su pod -s /bin/sh -c '/home/pod/.virtualenvs/django_pod4/bin/celery "
-          "-A pod.xapi.xapi_tasks inspect active --timeout 3 --json'" % POD_DIR)
 HANG = r"""
 import socket, sys
 server = socket.socket()
@@ -43,10 +41,10 @@ def until(what, probe, timeout):
 
 def active_task(statement_id):
     """(task id, worker_pid) of the active task that carries the statement, or None."""
-    out = lab.host("frontal").run(CELERY)
+    out = pod.inspect("active", timeout=3, json_output=True)
     if out.rc != 0:
         return None
-    for node, tasks in json.loads(out.stdout.strip().splitlines()[-1]).items():
+    for tasks in json.loads(out.stdout.strip().splitlines()[-1]).values():
         for task in tasks or []:
             if statement_id in json.dumps(task.get("args")):
                 return task["id"], task["worker_pid"]
@@ -56,11 +54,7 @@ def active_task(statement_id):
 def worker_log(task_id, text):
     """Whether a line of the worker's logs names the task and says TEXT."""
     return lab.host("encoding").run(
-        "grep -h -F %s /var/log/celery/*.log | grep -q -F %s" % (_q(task_id), _q(text))).rc == 0
-
-
-def _q(text):
-    return "'" + text.replace("'", "'\"'\"'") + "'"
+        "grep -h -F %s /var/log/celery/*.log | grep -q -F %s" % (shlex.quote(task_id), shlex.quote(text))).rc == 0
 
 
 def test_a_statement_survives_a_hung_lrs_a_killed_worker_and_an_outage(lrs):

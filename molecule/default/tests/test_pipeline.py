@@ -7,6 +7,7 @@ scenario, converge included.
 
 import os
 import re
+import shlex
 import stat
 import subprocess
 import sys
@@ -30,17 +31,6 @@ def secrets():
     return [lab.var("frontal", "xapi_lrs_password"), lab.var("frontal", "xapi_broker_password")]
 
 
-def run_playbook(*args):
-    """A real ansible-playbook run against the lab; returns its output (stdout and stderr)."""
-    env = dict(os.environ, LAB_NAME=lab.lab_name(), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    env.pop("ANSIBLE_LOG_PATH", None)
-    env.pop("ANSIBLE_CONFIG", None)
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "inventory/lab", *args],
-        cwd=str(REPO), env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
-    return done.returncode, done.stdout
-
-
 def recap(output):
     """{host: {ok, changed, failed, ...}} from a PLAY RECAP."""
     result = {}
@@ -61,9 +51,7 @@ def test_statements_enqueued_on_the_frontal_all_reach_the_lrs(lrs):
 
 def test_the_worker_consumes_the_xapi_queue(lab_host):
     encoding = lab_host("encoding")
-    cmd = encoding.run(
-        "cd %s && su pod -s /bin/sh -c '/home/pod/.virtualenvs/django_pod4/bin/celery "
-        "-A pod.xapi.xapi_tasks inspect active_queues --timeout 5'" % POD_DIR)
+    cmd = pod.inspect("active_queues", via="encoding")
     assert cmd.rc == 0, cmd.stderr
     assert re.search(r"\bxapi@encoding: OK", cmd.stdout), cmd.stdout
     assert "'name': 'xapi'" in cmd.stdout, cmd.stdout
@@ -73,13 +61,10 @@ def test_the_worker_consumes_the_xapi_queue(lab_host):
 def test_the_worker_starts_at_boot():
     container = lab.container("encoding")
     subprocess.run(["podman", "restart", "-t", "10", container], check=True, stdout=subprocess.DEVNULL)
-    encoding = lab.host("encoding")
     # celery multi daemonizes: poll (bounded) for the node to answer, no fixed sleep.
     cmd = None
     for _attempt in range(30):
-        cmd = encoding.run(
-            "cd %s && su pod -s /bin/sh -c '/home/pod/.virtualenvs/django_pod4/bin/celery "
-            "-A pod.xapi.xapi_tasks inspect ping --timeout 2'" % POD_DIR)
+        cmd = pod.inspect("ping", via="encoding", timeout=2)
         if cmd.rc == 0 and "pong" in cmd.stdout:
             break
     assert cmd.rc == 0 and "pong" in cmd.stdout, cmd.stdout + cmd.stderr
@@ -105,10 +90,6 @@ def redis_from_encoding(*commands):
     return done.stdout.splitlines()
 
 
-def _q(text):
-    return "'" + text.replace("'", "'\"'\"'") + "'"
-
-
 def test_redis_refuses_a_client_without_the_password():
     answers = redis_from_encoding("PING", "LLEN xapi")
     assert answers[0].startswith("-NOAUTH"), answers
@@ -123,9 +104,9 @@ def test_redis_accepts_the_password_over_the_lab_network():
 def test_redis_policy_and_persistence(lab_host):
     frontal = lab_host("frontal")
     password = lab.var("frontal", "xapi_broker_password")
-    out = frontal.run("REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 config get maxmemory-policy" % _q(password))
+    out = frontal.run("REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 config get maxmemory-policy" % shlex.quote(password))
     assert out.stdout.split() == ["maxmemory-policy", "noeviction"], out.stdout
-    out = frontal.run("REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 config get appendonly" % _q(password))
+    out = frontal.run("REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 config get appendonly" % shlex.quote(password))
     assert out.stdout.split() == ["appendonly", "yes"], out.stdout
 
 
@@ -193,7 +174,7 @@ def test_secrets_appear_nowhere_in_the_converge_log():
 
 
 def test_check_mode_on_the_converged_lab_reports_no_change():
-    rc, output = run_playbook("playbooks/site.yml", "--check", "--diff", "-v")
+    rc, output = lab.run_playbook("playbooks/site.yml", "--check", "--diff", "-v")
     assert rc == 0, output[-3000:]
     hosts = recap(output)
     assert set(hosts) >= {"frontal", "encoding"}, output[-2000:]

@@ -4,10 +4,7 @@ Run by Molecule's testinfra verifier (scenario scale_out) from the repository ro
 LAB_NAME naming the lab, on top of the inventory molecule/scale_out/inventory/hosts.yml.
 """
 
-import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,23 +14,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 
 from lablib import lab, pod  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[3]
-INVENTORIES = ["-i", "inventory/lab", "-i", "molecule/scale_out/inventory/hosts.yml"]
-POD_DIR = "/usr/local/django_projects/podv4"
+INVENTORIES = ("inventory/lab", "molecule/scale_out/inventory/hosts.yml")
+TASK = "pod.xapi.xapi_tasks.send_xapi_statement_task"
 NODES = sorted("%s@%s" % (node, host) for node in ("xapi1", "xapi2") for host in ("encoding", "encoding2"))
-CELERY = ("cd %s && su pod -s /bin/sh -c '/home/pod/.virtualenvs/django_pod4/bin/celery "
-          "-A pod.xapi.xapi_tasks inspect %s --timeout 5 --json'")
 
 
-def inspect(what):
-    """celery inspect WHAT, from the frontal (Pod's app, through the broker): {node: answer}."""
-    out = lab.host("frontal").run(CELERY % (POD_DIR, what))
-    assert out.rc == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def tasks_done():
+    """{node: how many statements it has sent}, from celery inspect stats."""
+    return {node: stats.get("total", {}).get(TASK, 0) for node, stats in pod.inspect_json("stats").items()}
 
 
 def test_every_node_of_every_encoding_host_consumes_xapi():
-    queues = inspect("active_queues")
+    queues = pod.inspect_json("active_queues")
     assert sorted(queues) == NODES
     for node, answer in queues.items():
         assert [q["name"] for q in answer] == ["xapi"], (node, answer)
@@ -48,23 +40,17 @@ def test_each_host_runs_two_nodes_from_one_init_script(lab_host, host_name):
 
 
 def test_statements_are_shared_by_all_nodes_and_all_reach_the_lrs(lrs):
-    before = {node: stats.get("total", {}).get("pod.xapi.xapi_tasks.send_xapi_statement_task", 0)
-              for node, stats in inspect("stats").items()}
+    before = tasks_done()
     ids = pod.enqueue(200, tag="scale")
     stored = lrs.wait_for(ids, timeout=180)
     assert sorted(stored) == sorted(ids)
-    after = {node: stats.get("total", {}).get("pod.xapi.xapi_tasks.send_xapi_statement_task", 0)
-             for node, stats in inspect("stats").items()}
+    after = tasks_done()
     done = {node: after[node] - before.get(node, 0) for node in after}
     assert sum(done.values()) >= 200, done
     assert sorted(node for node, count in done.items() if count > 0) == NODES, done
 
 
 def test_verify_counts_the_four_consumers():
-    env = dict(os.environ, LAB_NAME=lab.lab_name(), ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
-    env.pop("ANSIBLE_LOG_PATH", None)
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), *INVENTORIES, "playbooks/verify.yml"],
-        cwd=str(REPO), env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
-    assert done.returncode == 0, done.stdout[-3000:]
-    assert done.stdout.count("4 worker(s) consume queue xapi") == 2, done.stdout[-3000:]
+    rc, output = lab.run_playbook("playbooks/verify.yml", inventories=INVENTORIES)
+    assert rc == 0, output[-3000:]
+    assert output.count("4 worker(s) consume queue xapi") == 2, output[-3000:]
