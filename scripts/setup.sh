@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs everything the lab and the tests need on a Debian 12 machine, as root:
-#   - Debian packages: podman (with runc, netavark, aardvark-dns, catatonit), debootstrap, git,
-#     python3-venv, shellcheck (for ansible-test sanity);
+#   - Debian packages: podman (with runc, netavark, aardvark-dns, catatonit, and iptables: netavark's
+#     firewall backend, which nothing else brings), debootstrap, openssh-client (Ansible reaches the
+#     lab hosts over SSH), git, python3-venv, shellcheck (for
+#     ansible-test sanity);
 #   - .venv: the pinned toolchain of requirements-dev.txt (ansible-core, the ansible bundle for
 #     containers.podman, Molecule, pytest, testinfra, ansible-lint, yamllint, antsibull-changelog).
-# It is quick when everything is already there. Sourced or run by scripts/lab.sh and scripts/test.sh.
+# Then a smoke test: a throwaway container on a throwaway network. It is quick when everything is
+# already there. Run by scripts/lab.sh and scripts/test.sh; any failure is one line on stderr.
 set -euo pipefail
 project=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -12,10 +15,10 @@ die() { echo "setup: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root: it installs Debian packages (podman, debootstrap) and runs containers"
 if ! command -v apt-get >/dev/null 2>&1 || [ ! -f /etc/debian_version ]; then
-  die "this needs Debian 12 (apt-get); on another system install podman, runc, debootstrap, git and python3-venv yourself"
+  die "this needs Debian 12 (apt-get); on another system install podman, runc, netavark, iptables, debootstrap, git and python3-venv yourself"
 fi
 
-packages="podman runc netavark aardvark-dns catatonit debootstrap git python3-venv shellcheck"
+packages="podman runc netavark aardvark-dns catatonit iptables debootstrap openssh-client git python3-venv shellcheck"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -23,9 +26,10 @@ done
 if [ -n "$missing" ]; then
   echo "setup: installing Debian packages:$missing"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
+  apt-get update -qq >/dev/null || die "apt-get update failed: check this machine's Debian sources and network"
   # shellcheck disable=SC2086
-  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null ||
+    die "apt-get install of$missing failed: run it by hand to see why"
 fi
 
 venv="$project/.venv"
@@ -33,7 +37,34 @@ stamp="$venv/.requirements.sha256"
 want=$(sha256sum "$project/requirements-dev.txt" | cut -d' ' -f1)
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing the pinned toolchain into .venv (about a minute)"
-  /usr/bin/python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$project/requirements-dev.txt"
+  /usr/bin/python3 -m venv "$venv" || die "python3 -m venv failed: apt-get install -y python3-venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$project/requirements-dev.txt" ||
+    die "pip could not install requirements-dev.txt into .venv: is PyPI reachable (proxy, CA bundle)?"
   echo "$want" >"$stamp"
+fi
+
+# Smoke test: what every lab command needs from podman. A throwaway network, and a container on it
+# that runs one command; no image is needed: its root is a folder holding /bin/true and its libraries.
+export CONTAINERS_CONF="$project/tests/lab/containers.conf"
+smoke=esup-pod-xapi-smoke-$$
+rootfs=$(mktemp -d)
+cleanup() {
+  podman rm -f -t 0 "$smoke" >/dev/null 2>&1 || true
+  podman network rm -f "$smoke" >/dev/null 2>&1 || true
+  rm -rf "$rootfs"
+}
+trap cleanup EXIT
+for f in /bin/true $(ldd /bin/true | grep -o '/[^ ]*'); do
+  cp --parents -L "$f" "$rootfs/"
+done
+if ! out=$(podman network create "$smoke" 2>&1); then
+  die "podman cannot create a network ($(echo "$out" | tail -n1)): apt-get install -y podman netavark aardvark-dns"
+fi
+if ! out=$(podman run --rm --name "$smoke" --network "$smoke" --rootfs "$rootfs" /bin/true 2>&1); then
+  case "$out" in
+    *netavark*"No such file or directory"* | *iptables*)
+      die "podman cannot start a container on a network: netavark has no firewall backend; install it with: apt-get install -y iptables" ;;
+    *)
+      die "podman cannot start a container on a network ($(echo "$out" | tail -n1)); see tests/lab/containers.conf and the README's lab section" ;;
+  esac
 fi

@@ -24,8 +24,15 @@ sanity() {
   local root=/tmp/esup-pod-xapi-sanity dest pipver cache
   dest="$root/ansible_collections/esup_pod/xapi"
   rm -rf "$root" && mkdir -p "$dest"
+  # Tracked and new files; a tracked file deleted in the work tree is left out, any other failed copy
+  # fails the stage.
   git ls-files -z --cached --others --exclude-standard | grep -zv '^ansible_collections/' |
-    xargs -0 -I{} cp --parents -P {} "$dest/" 2>/dev/null
+    while IFS= read -r -d '' f; do
+      if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\0' "$f"; fi
+    done | xargs -0 -r cp --parents -P -t "$dest/" || {
+    echo "sanity: could not copy the collection to $dest" >&2
+    return 1
+  }
   pipver=$(grep -o "pip='[0-9.]*'" .venv/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py |
     head -n1 | tr -dc '0-9.')
   cache="$HOME/.ansible/test/cache/get_pip_${pipver//./_}.py"

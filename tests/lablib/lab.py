@@ -77,6 +77,11 @@ def var(name, variable):
     return value
 
 
+def ansible(pattern, *args):
+    """An ad-hoc `ansible PATTERN ARGS...` against the lab inventory (its SSH connection); its output."""
+    return _run_ansible([_tool("ansible"), "-i", str(INVENTORY), pattern, *args])
+
+
 def run_playbook(*args, inventories=("inventory/lab",)):
     """A real ansible-playbook run against the lab from the repository root, with the project's
     ansible.cfg and outside the scenario's log; returns (rc, stdout and stderr)."""

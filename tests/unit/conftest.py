@@ -19,3 +19,20 @@ ROOT = Path(os.path.abspath(__file__)).parents[2]
 
 if ROOT.parent.parent.name != "ansible_collections" and (ROOT / "ansible_collections" / "esup_pod" / "xapi").is_dir():
     sys.path.insert(0, str(ROOT))
+
+
+# A skipped test proves nothing, and every dependency of these tests is in requirements-dev.txt:
+# a skip (a missing module behind pytest.importorskip, say) fails the run instead of passing it.
+def pytest_terminal_summary(terminalreporter):
+    skipped = terminalreporter.stats.get("skipped", [])
+    if skipped:
+        terminalreporter.write_line(
+            "FAILED: %d test(s) skipped; a skip counts as a failure here:" % len(skipped), red=True)
+        for report in skipped:
+            terminalreporter.write_line("  %s: %s" % (report.nodeid, report.longrepr))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and reporter.stats.get("skipped") and exitstatus == 0:
+        session.exitstatus = 1

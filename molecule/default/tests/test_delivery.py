@@ -60,7 +60,7 @@ def worker_log(task_id, text):
 def test_a_statement_survives_a_hung_lrs_a_killed_worker_and_an_outage(lrs):
     lrs_host, encoding = lab.host("lrs"), lab.host("encoding")
     port = lab.var("lrs", "lab_lrs_port")
-    assert lrs_host.run("/etc/init.d/ralph-lrs stop").rc == 0
+    assert lrs_host.run("systemctl stop ralph-lrs").rc == 0
     try:
         subprocess.run(["podman", "exec", "-d", lab.container("lrs"), "python3", "-c", HANG, str(port),
                         "lab-hung-lrs"], check=True)
@@ -78,7 +78,7 @@ def test_a_statement_survives_a_hung_lrs_a_killed_worker_and_an_outage(lrs):
     finally:
         lrs_host.run("pkill -f 'lab-hung-[l]rs'")
         until("the hung LRS is gone", lambda: not lrs_host.socket("tcp://0.0.0.0:%s" % port).is_listening, 30)
-        assert lrs_host.run("/etc/init.d/ralph-lrs start").rc == 0
+        assert lrs_host.run("systemctl start ralph-lrs").rc == 0
         until("Ralph answers again", lambda: lrs.heartbeat()[0] == 200, 60)
     # Retried with backoff while the LRS was away, then stored once it is back.
     assert worker_log(task_id, "Retry in")

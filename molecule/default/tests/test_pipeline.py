@@ -58,8 +58,26 @@ def test_the_worker_consumes_the_xapi_queue(lab_host):
     assert encoding.run("/etc/init.d/celeryd-xapi status").rc == 0
 
 
+@pytest.mark.parametrize("host_name", ["frontal", "encoding", "lrs"])
+def test_every_host_runs_systemd_with_no_failed_unit(lab_host, host_name):
+    host = lab_host(host_name)
+    assert host.run("readlink /proc/1/exe").stdout.strip().endswith("/systemd")
+    state = host.run("systemctl is-system-running --wait")
+    failed = host.run("systemctl --failed --plain --no-legend").stdout
+    assert state.stdout.strip() == "running", failed
+
+
+@pytest.mark.parametrize("become, user", [(False, "labadmin"), (True, "root")])
+def test_ansible_connects_as_the_admin_user_and_becomes_root_with_sudo(become, user):
+    out = lab.ansible("all", "-m", "ansible.builtin.command", "-a", "id -un", *(["--become"] if become else []))
+    answers = re.findall(r"^(\S+) \| CHANGED \| rc=0 >>\n(\S+)$", out, re.M)
+    assert sorted(host for host, _ in answers) == ["encoding", "frontal", "lrs"], out
+    assert {who for _, who in answers} == {user}, out
+
+
 def test_the_worker_starts_at_boot():
     container = lab.container("encoding")
+    # A reboot: podman stops systemd (SIGRTMIN+3), then boots the container again.
     subprocess.run(["podman", "restart", "-t", "10", container], check=True, stdout=subprocess.DEVNULL)
     # celery multi daemonizes: poll (bounded) for the node to answer, no fixed sleep.
     cmd = None
@@ -185,7 +203,8 @@ def test_check_mode_on_the_converged_lab_reports_no_change():
 
 def test_the_pod_web_service_was_restarted_after_its_settings_changed(lab_host):
     frontal = lab_host("frontal")
-    pid = frontal.file("/run/uwsgi-pod.pid").content_string.strip()
+    pid = frontal.check_output("systemctl show --property MainPID --value uwsgi-pod")
+    assert int(pid) > 0, "uwsgi-pod is not running"
     started = int(frontal.check_output('date -d "$(ps -o lstart= -p %s)" +%%s' % pid))
     changed = int(frontal.check_output("stat -c %%Y %s" % SETTINGS))
     assert started >= changed, "uwsgi-pod started at %d, before settings_local.py changed at %d" % (started, changed)

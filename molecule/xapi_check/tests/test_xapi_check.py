@@ -29,7 +29,7 @@ INVENTORY = ROOT / "inventory" / "lab"
 PLAYBOOK = ROOT / "playbooks" / "verify.yml"
 LRS_URL = "http://lrs:8100/xAPI/statements/"
 WORKER_SERVICE = "/etc/init.d/celeryd-xapi"
-LRS_SERVICE = "/etc/init.d/ralph-lrs"
+LRS_SERVICE = "ralph-lrs"
 POD_DIR = os.environ.get("XAPI_CHECK_POD_DIR", "/usr/local/django_projects/podv4")
 POD_VENV = os.environ.get("XAPI_CHECK_POD_VENV", "/home/pod/.virtualenvs/django_pod4")
 HEAL_TIMEOUT = 120  # seconds allowed for the pipeline to be healthy again after a repair
@@ -100,12 +100,12 @@ def verify(*args, **extra_vars):
 
 
 def on(host, *argv, chdir=None):
-    """Run a command on a lab host through Ansible (the inventory's own connection)."""
+    """Run a command as root on a lab host through Ansible (the inventory's own connection and sudo)."""
     args = {"argv": list(argv)}
     if chdir:
         args["chdir"] = chdir
     proc = subprocess.run(
-        [tool("ansible"), host, "-i", str(INVENTORY), "-m", "ansible.builtin.command", "-a", json.dumps(args)],
+        [tool("ansible"), host, "-i", str(INVENTORY), "--become", "-m", "ansible.builtin.command", "-a", json.dumps(args)],
         cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=300, check=False,
     )
     assert proc.returncode == 0, "%s on %s failed:\n%s%s" % (argv, host, proc.stdout[-2000:], proc.stderr[-2000:])
@@ -187,7 +187,7 @@ def test_wrong_lrs_password():
 
 
 def test_stopped_lrs():
-    on("lrs", LRS_SERVICE, "stop")
+    on("lrs", "systemctl", "stop", LRS_SERVICE)
     try:
         run = verify()
         assert run.rc != 0, run
@@ -196,7 +196,7 @@ def test_stopped_lrs():
         assert run.status("credentials") == "skipped" and run.status("probe") == "skipped"
         assert run.status("broker") == "ok" and run.status("consumers") == "ok"
     finally:
-        on("lrs", LRS_SERVICE, "start")
+        on("lrs", "systemctl", "start", LRS_SERVICE)
         wait_healthy()
 
 
