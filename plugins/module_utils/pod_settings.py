@@ -5,18 +5,23 @@
 """Pure logic of the pod_settings module: one managed block of Python settings at the end of a file.
 
 Everything outside the block is kept byte for byte. The block holds one ``NAME = <literal>`` line per
-managed name, sorted by name, and is always the last thing in the file, so its assignments win over any
-assignment of the same names earlier in the file.
+managed name, sorted by name, and is always the last thing in the file (only other managed blocks may
+follow it), so its assignments win over any assignment of the same names by the site.
+
+Several writers (the frontal and the worker roles on one host) each keep a block of their own, named
+by a block id: each updates its own block and leaves the others alone.
 """
 
 from __future__ import annotations
 
 import ast
 import keyword
+import re
 
 BEGIN_MARKER = "# BEGIN esup_pod.xapi managed settings -- do not edit"
 END_MARKER = "# END esup_pod.xapi managed settings"
 MASK = "********"
+_ANY_MARKER = re.compile(r"^# (BEGIN|END) esup_pod\.xapi managed settings( \(([A-Za-z0-9_-]+)\))?( -- do not edit)?$")
 
 _BOM = "\ufeff"
 _SCALARS = (str, bool, int, float, type(None))
@@ -45,6 +50,20 @@ def check_value(name, value):
     )
 
 
+def check_block_id(block_id):
+    if not isinstance(block_id, str) or not re.match(r"^[A-Za-z0-9_-]*$", block_id):
+        raise PodSettingsError("%r is not a valid block id (letters, digits, '-' and '_' only)" % (block_id,))
+
+
+def markers(block_id=""):
+    """The (BEGIN, END) lines of the block named block_id ('' is the unnamed block)."""
+    check_block_id(block_id)
+    if not block_id:
+        return BEGIN_MARKER, END_MARKER
+    return ("# BEGIN esup_pod.xapi managed settings (%s) -- do not edit" % block_id,
+            "# END esup_pod.xapi managed settings (%s)" % block_id)
+
+
 def check_name(name):
     if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
         raise PodSettingsError("%r is not a valid Python name for a setting" % (name,))
@@ -66,19 +85,20 @@ def merge_values(settings, secrets):
     return values, frozenset(secrets)
 
 
-def render_block(values, secret_names=frozenset(), newline="\n", mask=False):
+def render_block(values, secret_names=frozenset(), newline="\n", mask=False, block_id=""):
     """The managed block: markers and one sorted ``NAME = repr(value)`` line per name.
 
     With mask=True the values of secret_names are rendered as '********' (for diffs and results only).
     """
-    lines = [BEGIN_MARKER]
+    begin, end = markers(block_id)
+    lines = [begin]
     for name in sorted(values):
         if mask and name in secret_names:
             literal = repr(MASK)
         else:
             literal = repr(values[name])
         lines.append("%s = %s" % (name, literal))
-    lines.append(END_MARKER)
+    lines.append(end)
     return newline.join(lines) + newline
 
 
@@ -86,20 +106,21 @@ def _split_lines(text):
     return text.splitlines(True)
 
 
-def find_block(text):
+def find_block(text, block_id=""):
     """Return (start, end) character offsets of the managed block (end is after END's line break), or None.
 
     A marker is a whole line (trailing white space ignored). More than one block, or a BEGIN without an
     END (or the reverse), is an error: the file was edited by hand and must be fixed by hand.
     """
+    begin, end = markers(block_id)
     begins = []
     ends = []
     offset = 0
     for line in _split_lines(text):
         stripped = line.rstrip()
-        if stripped == BEGIN_MARKER:
+        if stripped == begin:
             begins.append(offset)
-        elif stripped == END_MARKER:
+        elif stripped == end:
             ends.append(offset + len(line))
         offset += len(line)
     if not begins and not ends:
@@ -112,27 +133,49 @@ def find_block(text):
     return begins[0], ends[0]
 
 
+def other_block_ids(text, block_id=""):
+    """The ids of the managed blocks of text other than block_id, in the order of the file."""
+    found = []
+    for line in _split_lines(text):
+        match = _ANY_MARKER.match(line.rstrip())
+        if match and match.group(1) == "BEGIN":
+            other = match.group(3) or ""
+            if other != block_id and other not in found:
+                found.append(other)
+    return found
+
+
+def _without_blocks(text, block_ids):
+    """text without the managed blocks named in block_ids."""
+    for other in block_ids:
+        span = find_block(text, other)
+        if span is not None:
+            text = text[:span[0]] + text[span[1]:]
+    return text
+
+
 def detect_newline(text):
     return "\r\n" if "\r\n" in text else "\n"
 
 
-def update_text(text, values, secret_names=frozenset(), mask=False):
+def update_text(text, values, secret_names=frozenset(), mask=False, block_id=""):
     """Return the file's new text: the site's text untouched, then the managed block as the last thing.
 
     - no block yet: the block is appended after one blank line;
-    - a block that is already last (only white space after it): it is replaced in place;
+    - a block that is already last (only white space, or other managed blocks, after it): it is
+      replaced in place;
     - a block followed by site content: the block is removed from there and appended at the end.
     """
     bom = ""
     if text.startswith(_BOM):
         bom, text = _BOM, text[len(_BOM):]
     newline = detect_newline(text)
-    block = render_block(values, secret_names, newline, mask)
-    span = find_block(text)
+    block = render_block(values, secret_names, newline, mask, block_id)
+    span = find_block(text, block_id)
     if span is not None:
         start, end = span
         prefix, suffix = text[:start], text[end:]
-        if not suffix.strip():
+        if not _without_blocks(suffix, other_block_ids(suffix, block_id)).strip():
             return bom + prefix + block + suffix
         rest = prefix + suffix
     else:
@@ -226,11 +269,11 @@ def _module_level_bindings(tree):
         stack.extend(reversed(children))
 
 
-def _block_line_range(text):
+def _block_line_range(text, block_id=""):
     """1-based (first, last) line numbers of the managed block in text, or None."""
     if text.startswith(_BOM):
         text = text[len(_BOM):]
-    span = find_block(text)
+    span = find_block(text, block_id)
     if span is None:
         return None
     first = text.count("\n", 0, span[0]) + 1
@@ -238,23 +281,26 @@ def _block_line_range(text):
     return first, last
 
 
-def find_shadowed(text, names, filename="<settings>"):
-    """Site bindings of managed names outside the managed block: a sorted list of {name, line}."""
+def find_shadowed(text, names, filename="<settings>", block_id=""):
+    """Site bindings of managed names outside every managed block: a sorted list of {name, line}.
+
+    The other writers' blocks are not the site's: the same names there are expected (set once per site).
+    """
     wanted = set(names)
-    block = _block_line_range(text)
+    blocks = [r for r in (_block_line_range(text, b) for b in [block_id] + other_block_ids(text, block_id)) if r]
     found = set()
     for name, lineno, _value in _module_level_bindings(_parse(text, filename)):
         if name not in wanted:
             continue
-        if block is not None and block[0] <= lineno <= block[1]:
+        if any(first <= lineno <= last for first, last in blocks):
             continue
         found.add((lineno, name))
     return [{"name": name, "line": lineno} for lineno, name in sorted(found)]
 
 
-def _block_names(text, filename="<settings>"):
+def _block_names(text, filename="<settings>", block_id=""):
     """The names assigned inside the managed block of text."""
-    block = _block_line_range(text)
+    block = _block_line_range(text, block_id)
     if block is None:
         return set()
     return {
@@ -269,7 +315,7 @@ def _col_to_index(line, col):
     return len(line.encode("utf-8")[:col].decode("utf-8", "ignore"))
 
 
-def mask_text(text, secret_names, secret_values=(), filename="<settings>", block_names=()):
+def mask_text(text, secret_names, secret_values=(), filename="<settings>", block_names=(), block_id=""):
     """Return text with every secret value hidden, for diffs and results only (never written).
 
     - the value of every module-level assignment of a secret name (in or outside the managed block)
@@ -291,7 +337,7 @@ def mask_text(text, secret_names, secret_values=(), filename="<settings>", block
             for line in lines:
                 offsets.append(offsets[-1] + len(line))
             spans = []
-            block = _block_line_range(body)
+            block = _block_line_range(body, block_id)
             for name, lineno, value in _module_level_bindings(tree):
                 in_block = block is not None and block[0] <= lineno <= block[1]
                 hidden = name in secret_names or (in_block and name in block_names)
@@ -316,27 +362,37 @@ def _secret_forms(value):
     return sorted((form for form in forms if form), key=len, reverse=True)
 
 
-def plan(text, settings, secrets, filename="<settings>"):
+def block_text(text, block_id=""):
+    """The managed block of text, markers included ('' when there is none)."""
+    if text.startswith(_BOM):
+        text = text[len(_BOM):]
+    span = find_block(text, block_id)
+    return text[span[0]:span[1]] if span else ""
+
+
+def plan(text, settings, secrets, filename="<settings>", block_id=""):
     """Compute everything the module needs; raises PodSettingsError and changes nothing.
 
     text is the current content ('' for a file to create). Returns a dict with: new_text (the real
-    content to write), changed, names, shadowed, before and after (masked texts for the diff).
+    content to write), changed, names, shadowed, before and after: the managed block only, masked,
+    for the diff. The rest of the file (the site's own settings and secrets) is never in them.
     """
     values, secret_names = merge_values(settings, secrets)
     if not values:
         raise PodSettingsError("nothing to manage: give at least one name in settings or secrets")
     _parse(text, filename)
-    new_text = update_text(text, values, secret_names)
+    new_text = update_text(text, values, secret_names, block_id=block_id)
     check_compiles(new_text, filename)
     secret_values = [secrets[name] for name in secret_names]
+    old_block, new_block = block_text(text, block_id), block_text(new_text, block_id)
     # A name of the current block that is no longer managed, or was a secret before, may hold an old
-    # secret: in the "before" text every value of the old block is hidden, except current settings.
-    old_block_names = _block_names(text, filename) - set(settings or {})
+    # secret: in the "before" block every value is hidden, except current settings.
+    old_block_names = _block_names(old_block, filename, block_id) - set(settings or {})
     return {
         "new_text": new_text,
         "changed": new_text != text,
         "names": sorted(values),
-        "shadowed": find_shadowed(new_text, values, filename),
-        "before": mask_text(text, secret_names, secret_values, filename, old_block_names),
-        "after": mask_text(new_text, secret_names, secret_values, filename),
+        "shadowed": find_shadowed(new_text, values, filename, block_id),
+        "before": mask_text(old_block, secret_names, secret_values, filename, old_block_names, block_id),
+        "after": mask_text(new_block, secret_names, secret_values, filename, block_id=block_id),
     }

@@ -16,9 +16,12 @@ description:
     name) in one marked block at the end of a Python settings file, typically Esup-Pod's
     C(pod/custom/settings_local.py).
   - The block starts with the line C(# BEGIN esup_pod.xapi managed settings -- do not edit) and ends
-    with C(# END esup_pod.xapi managed settings). Every byte outside the block is kept as it is.
-  - The block is always the last thing in the file. If site content was added after it, the block is
-    moved to the end of the file, and the content after it is kept.
+    with C(# END esup_pod.xapi managed settings). With O(block), both markers carry its name in
+    parentheses after C(managed settings). Every byte outside the block is kept as it is.
+  - Several writers of one file (the frontal and the worker roles on one host) each keep their own
+    block (see O(block)). A task changes its own block only, and two blocks never undo each other.
+  - The block is always the last thing in the file, but for other managed blocks. If site content was
+    added after it, the block is moved to the end of the file, and the content after it is kept.
   - The file is parsed before any change and the result is compiled as Python before it is written.
     A file that is not valid Python, a result that would not compile, a damaged block (a marker missing
     or repeated) or an unsupported value fails the task with a clear message, and nothing is changed.
@@ -28,8 +31,14 @@ description:
     its value wins when the file is imported. The module returns such assignments in RV(shadowed) and
     emits a warning for each. Code of the site that reads a managed name before the block still sees the
     site's own value."
+  - The diff shows the managed block only. The rest of the file, the site's own settings and secrets
+    (C(SECRET_KEY), database passwords, tokens), never appears in the diff or in any result, at any
+    verbosity.
   - Values given in O(secrets) are never shown. In the diff and in every result they are replaced by
     C('********'), even with C(-vvv).
+  - The file's owner, group and mode are kept when it is rewritten. O(owner), O(group) and O(mode) are
+    applied before the new content is written, so that a secret never lands in a file with wider
+    permissions than asked for; a symbolic O(mode) such as V(o-rwx) only removes bits.
   - The file is written atomically.
 author:
   - Esup-Pod xAPI collection maintainers (@EsupPortail)
@@ -53,6 +62,12 @@ options:
       - A name may be given in O(settings) or in O(secrets), not in both.
     type: dict
     default: {}
+  block:
+    description:
+      - The name of the managed block, so that several writers of one file each keep their own.
+      - Letters, digits, V(-) and V(_). The empty default is the unnamed block.
+    type: str
+    default: ""
   create:
     description:
       - What to do when O(path) does not exist.
@@ -85,20 +100,17 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Enable xAPI in the Pod frontal's settings
+- name: Enable xAPI in the Pod frontal's settings (the file keeps its owner and group)
   esup_pod.xapi.pod_settings:
     path: /usr/local/django_projects/podv4/pod/custom/settings_local.py
+    block: frontal
     settings:
       USE_XAPI: true
       USE_XAPI_VIDEO: true
       XAPI_LRS_URL: https://lrs.example.org/xAPI/statements/
-      XAPI_LRS_LOGIN: pod
     secrets:
-      XAPI_LRS_PWD: "{{ vault_lrs_password }}"
-      XAPI_CELERY_BROKER_URL: "redis://:{{ vault_broker_password | urlencode }}@broker.example.org:6379/6"
-    owner: pod
-    group: pod
-    mode: "0640"
+      XAPI_CELERY_BROKER_URL: "redis://:{{ vault_broker_password | urlencode }}@broker.example.org:6380/6"
+    mode: o-rwx
 
 - name: Create the settings of a host that only runs the xAPI worker
   esup_pod.xapi.pod_settings:
@@ -139,15 +151,17 @@ shadowed:
       type: int
   sample: [{name: USE_XAPI, line: 12}]
 diff:
-  description: The file's content before and after, with every secret value replaced by C('********').
+  description:
+    - The managed block before and after, with every secret value replaced by C('********'). The rest
+      of the file is never shown.
   returned: in diff mode
   type: dict
   contains:
     before:
-      description: The content before the task.
+      description: The managed block before the task (empty when there was none).
       type: str
     after:
-      description: The content after the task.
+      description: The managed block after the task.
       type: str
 """
 
@@ -201,6 +215,7 @@ def main():
             settings=dict(type="dict", default={}),
             secrets=dict(type="dict", default={}, no_log=True),
             create=dict(type="bool", default=False),
+            block=dict(type="str", default=""),
         ),
         add_file_common_args=True,
         supports_check_mode=True,
@@ -227,7 +242,7 @@ def main():
         )
 
     try:
-        outcome = plan(text, settings, secrets, filename=path)
+        outcome = plan(text, settings, secrets, filename=path, block_id=module.params["block"])
     except PodSettingsError as exc:
         module.fail_json(msg=to_native(exc), **result)
 
@@ -239,18 +254,20 @@ def main():
             "as it is, and the managed block at the end of the file wins" % (item["name"], item["line"], path)
         )
     if module._diff:
+        header = "%s (managed block%s)" % (path, " " + module.params["block"] if module.params["block"] else "")
         result["diff"] = dict(
             before=outcome["before"],
             after=outcome["after"],
-            before_header=path if exists else "%s (absent)" % path,
-            after_header=path,
+            before_header=header if exists else "%s (absent)" % path,
+            after_header=header,
         )
 
-    if changed and not module.check_mode:
+    # An existing file gets its requested attributes first: the new content then replaces it with
+    # them (atomic_move keeps the owner, group and mode of the file it replaces).
+    if exists:
+        changed = module.set_fs_attributes_if_different(module.load_file_common_arguments(module.params), changed)
+    if outcome["changed"] and not module.check_mode:
         write_text(module, path, outcome["new_text"], exists)
-    if exists or not module.check_mode:
-        file_args = module.load_file_common_arguments(module.params)
-        changed = module.set_fs_attributes_if_different(file_args, changed)
 
     result["changed"] = changed
     module.exit_json(**result)

@@ -37,7 +37,7 @@ description:
     C(no worker consumes queue QUEUE), "only N worker(s) consume queue QUEUE, expected at least M",
     C(backlog N exceeds M), C(LRS unreachable at URL), C(LRS refused the credentials),
     C(LRS answered HTTP STATUS at URL) and C(probe not stored within N s).
-  - The broker's password never appears in the output; URLs are shown as C(redis://:********@host:6379/6).
+  - The broker's password never appears in the output; URLs are shown as C(redis://:********@host:6380/6).
   - "B(Where it runs): on an encoding host (group C(pod_encoding)), with C(ansible_python_interpreter)
     set to the Celery worker's virtualenv python, for example
     C(/home/pod/.virtualenvs/django_pod4/bin/python). That virtualenv already holds the libraries
@@ -63,7 +63,7 @@ options:
   broker_url:
     description:
       - URL of the Redis broker, as Pod's C(XAPI_CELERY_BROKER_URL), for example
-        C(redis://:PASSWORD@frontal:6379/6). Only C(redis://) and C(rediss://) are supported.
+        C(redis://:PASSWORD@frontal:6380/6). Only C(redis://) and C(rediss://) are supported.
       - When not given, read from C(XAPI_CELERY_BROKER_URL) in O(settings_path).
     type: str
   lrs_url:
@@ -150,7 +150,7 @@ seealso:
 EXAMPLES = r"""
 - name: Check the xAPI pipeline from the encoding host, with a probe statement
   esup_pod.xapi.xapi_check:
-    broker_url: "redis://:{{ xapi_broker_password }}@{{ groups['pod_broker'][0] }}:6379/6"
+    broker_url: "redis://:{{ xapi_broker_password }}@{{ groups['pod_broker'][0] }}:6380/6"
     lrs_url: "{{ xapi_lrs_url }}"
     lrs_login: "{{ xapi_lrs_login }}"
     lrs_password: "{{ xapi_lrs_password }}"
@@ -181,11 +181,11 @@ broker:
     url:
       description: The broker URL, password masked.
       type: str
-      sample: "redis://:********@frontal:6379/6"
+      sample: "redis://:********@frontal:6380/6"
     address:
       description: HOST:PORT of the broker.
       type: str
-      sample: "frontal:6379"
+      sample: "frontal:6380"
     reachable:
       description: The broker answered (a refused password still counts as reachable).
       type: bool

@@ -17,13 +17,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 
-from lablib import lab, pod  # noqa: E402
+from lablib import lab, pod, resp  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
 POD_DIR = "/usr/local/django_projects/podv4"
 SETTINGS = POD_DIR + "/pod/custom/settings_local.py"
 SITE_SETTINGS = REPO / "tests" / "fixtures" / "site_settings_local.py"
 BLOCK_BEGIN = "# BEGIN esup_pod.xapi managed settings"
+BROKER_PORT = "6380"  # the broker role's default (xapi_broker_port), which the lab keeps
 
 
 def secrets():
@@ -71,8 +72,8 @@ def test_every_host_runs_systemd_with_no_failed_unit(lab_host, host_name):
 def test_ansible_connects_as_the_admin_user_and_becomes_root_with_sudo(become, user):
     out = lab.ansible("all", "-m", "ansible.builtin.command", "-a", "id -un", *(["--become"] if become else []))
     answers = re.findall(r"^(\S+) \| CHANGED \| rc=0 >>\n(\S+)$", out, re.M)
-    assert sorted(host for host, _ in answers) == ["encoding", "frontal", "lrs"], out
-    assert {who for _, who in answers} == {user}, out
+    assert sorted(host for host, _who in answers) == ["encoding", "frontal", "lrs"], out
+    assert {who for _host, who in answers} == {user}, out
 
 
 def test_the_worker_starts_at_boot():
@@ -88,24 +89,9 @@ def test_the_worker_starts_at_boot():
     assert cmd.rc == 0 and "pong" in cmd.stdout, cmd.stdout + cmd.stderr
 
 
-_RESP = r"""
-import socket, sys
-sock = socket.create_connection((sys.argv[1], int(sys.argv[2])), 5)
-answers = sock.makefile("rb")
-for command in sys.argv[3:]:
-    words = command.split(" ")
-    sock.sendall(("*%d\r\n" % len(words) + "".join("$%d\r\n%s\r\n" % (len(w), w) for w in words)).encode())
-    print(answers.readline().decode().strip())
-"""
-
-
 def redis_from_encoding(*commands):
     """A raw Redis conversation from the encoding host to the broker: each answer's first line."""
-    done = subprocess.run(
-        ["podman", "exec", "-i", lab.container("encoding"), "python3", "-c", _RESP, "frontal", "6379", *commands],
-        text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.splitlines()
+    return resp.talk("encoding", "frontal", BROKER_PORT, *commands)
 
 
 def test_redis_refuses_a_client_without_the_password():
@@ -122,10 +108,15 @@ def test_redis_accepts_the_password_over_the_lab_network():
 def test_redis_policy_and_persistence(lab_host):
     frontal = lab_host("frontal")
     password = lab.var("frontal", "xapi_broker_password")
-    out = frontal.run("REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 config get maxmemory-policy" % shlex.quote(password))
-    assert out.stdout.split() == ["maxmemory-policy", "noeviction"], out.stdout
-    out = frontal.run("REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 config get appendonly" % shlex.quote(password))
-    assert out.stdout.split() == ["appendonly", "yes"], out.stdout
+    config = {}
+    for name in ("maxmemory-policy", "appendonly", "appendfsync", "maxmemory"):
+        out = frontal.run("REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 -p %s config get %s"
+                          % (shlex.quote(password), BROKER_PORT, name))
+        assert out.rc == 0, out.stderr
+        config.update(dict(zip(out.stdout.split()[::2], out.stdout.split()[1::2])))
+    assert config["maxmemory-policy"] == "noeviction", config
+    assert config["appendonly"] == "yes" and config["appendfsync"] == "everysec", config
+    assert int(config["maxmemory"]) == 256 * 1024 * 1024, config
 
 
 def test_the_sites_own_settings_survived_byte_for_byte(lab_host):
@@ -139,7 +130,7 @@ def test_the_sites_own_settings_survived_byte_for_byte(lab_host):
 
 
 @pytest.mark.parametrize("host_name, names", [
-    ("frontal", "USE_XAPI, USE_XAPI_VIDEO, XAPI_LRS_URL, XAPI_LRS_LOGIN"),
+    ("frontal", "USE_XAPI, USE_XAPI_VIDEO, XAPI_LRS_URL"),
     ("encoding", "XAPI_LRS_URL, XAPI_LRS_LOGIN"),
 ])
 def test_the_xapi_settings_are_what_pod_reads(lab_host, host_name, names):
@@ -151,7 +142,15 @@ def test_the_xapi_settings_are_what_pod_reads(lab_host, host_name, names):
     assert out.rc == 0, out.stderr
     expected = {"USE_XAPI": "True", "USE_XAPI_VIDEO": "True", "XAPI_LRS_URL": lab.var("frontal", "xapi_lrs_url"),
                 "XAPI_LRS_LOGIN": lab.var("frontal", "xapi_lrs_login")}
-    assert out.stdout.split() == [expected[n] for n in names.split(", ")] + ["frontal:6379/6"], out.stdout
+    assert out.stdout.split() == [expected[n] for n in names.split(", ")] + ["frontal:%s/6" % BROKER_PORT], out.stdout
+
+
+def test_the_frontal_holds_no_lrs_credentials(lab_host):
+    """The frontal only enqueues: Pod's web side needs neither the LRS login nor its password."""
+    content = lab_host("frontal").file(SETTINGS).content_string
+    block = content[content.index(BLOCK_BEGIN):]
+    assert "XAPI_LRS_PWD" not in block and "XAPI_LRS_LOGIN" not in block, block
+    assert lab.var("frontal", "xapi_lrs_password") not in content
 
 
 @pytest.mark.parametrize("host_name, path, owner, group", [
@@ -191,13 +190,25 @@ def test_secrets_appear_nowhere_in_the_converge_log():
         assert secret not in log
 
 
-def test_check_mode_on_the_converged_lab_reports_no_change():
-    rc, output = lab.run_playbook("playbooks/site.yml", "--check", "--diff", "-v")
+def site_secrets():
+    """The site's own secrets, planted in its settings_local.py: SECRET_KEY, the database password and
+    POD_API_TOKEN."""
+    text = SITE_SETTINGS.read_text()
+    found = [re.search(pattern, text).group(1) for pattern in (
+        r'SECRET_KEY = "([^"]+)"', r'"PASSWORD": "([^"]+)"', r'POD_API_TOKEN = "([^"]+)"')]
+    assert all(len(secret) > 8 for secret in found), found
+    return found
+
+
+def test_check_mode_on_the_converged_lab_reports_no_change_and_leaks_nothing():
+    rc, output = lab.run_playbook("playbooks/site.yml", "--check", "--diff", "-vvv")
     assert rc == 0, output[-3000:]
     hosts = recap(output)
     assert set(hosts) >= {"frontal", "encoding"}, output[-2000:]
     assert all(counts["changed"] == 0 for counts in hosts.values()), output[-3000:]
-    for secret in secrets():
+    # -vvv shows module arguments and results: still no secret, the site's own included.
+    assert "Using module file" in output
+    for secret in secrets() + site_secrets():
         assert secret not in output
 
 

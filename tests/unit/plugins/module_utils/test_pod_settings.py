@@ -227,7 +227,10 @@ def test_plan_masks_before_and_after_and_keeps_real_text():
         assert PASSWORD not in outcome[key]
         assert BROKER not in outcome[key]
     assert outcome["names"] == ["USE_XAPI", "XAPI_CELERY_BROKER_URL", "XAPI_LRS_PWD"]
-    assert outcome["after"].startswith(SITE)
+    # The diff holds the managed block only: never the site's own settings.
+    assert outcome["before"].startswith(BEGIN_MARKER) and outcome["after"].startswith(BEGIN_MARKER)
+    for line in SITE.strip().splitlines():
+        assert line not in outcome["before"] and line not in outcome["after"]
     again = plan(outcome["new_text"], {"USE_XAPI": True}, {"XAPI_LRS_PWD": PASSWORD, "XAPI_CELERY_BROKER_URL": BROKER})
     assert again["changed"] is False
     assert again["new_text"] == outcome["new_text"]
@@ -243,7 +246,7 @@ def test_result_that_does_not_compile_is_an_error(monkeypatch):
 
     # A site file that ends inside an open construct the parser accepts only without the block is
     # hard to build; force a broken render instead and check that plan() refuses it.
-    monkeypatch.setattr(pod_settings, "update_text", lambda text, values, secret_names: text + "A = (\n")
+    monkeypatch.setattr(pod_settings, "update_text", lambda text, values, secret_names, block_id="": text + "A = (\n")
     with pytest.raises(PodSettingsError, match="would not be valid Python, nothing was changed"):
         pod_settings.plan("X = 1\n", {"A": 1}, {}, filename="settings_local.py")
 
@@ -278,3 +281,52 @@ def test_names_leaving_the_block_do_not_leak_old_values_in_the_diff():
     assert "OLD_SECRET = '********'" in outcome["before"]
     assert "USE_XAPI = True" in outcome["before"]  # current non-secret settings stay readable
     assert "OLD_SECRET" not in outcome["after"]
+
+
+SITE_SECRETS = """SECRET_KEY = "site-secret-key-1"
+DATABASES = {"default": {"PASSWORD": "site-db-password-2"}}
+POD_API_TOKEN = "site-api-token-3"
+"""
+
+
+def test_the_diff_never_shows_the_sites_own_settings():
+    for text in (SITE_SECRETS, update_text(SITE_SECRETS, {"USE_XAPI": False})):
+        outcome = plan(text, {"USE_XAPI": True}, {"XAPI_CELERY_BROKER_URL": BROKER})
+        for secret in ("site-secret-key-1", "site-db-password-2", "site-api-token-3", "SECRET_KEY"):
+            assert secret not in outcome["before"] and secret not in outcome["after"]
+        assert "USE_XAPI = True" in outcome["after"]
+    assert plan(SITE_SECRETS, {"A": 1}, {})["before"] == ""
+
+
+def test_named_blocks_of_two_writers_do_not_undo_each_other():
+    frontal = {"USE_XAPI": True, "XAPI_LRS_URL": "https://lrs/"}
+    worker = {"XAPI_LRS_URL": "https://lrs/", "XAPI_LRS_LOGIN": "pod"}
+    text = SITE
+    for _round in range(2):
+        text = plan(text, frontal, {}, block_id="frontal")["new_text"]
+        text = plan(text, worker, {"XAPI_LRS_PWD": PASSWORD}, block_id="worker")["new_text"]
+    # Converged: each writer finds nothing to change, and both blocks follow the site's text.
+    assert plan(text, frontal, {}, block_id="frontal")["changed"] is False
+    assert plan(text, worker, {"XAPI_LRS_PWD": PASSWORD}, block_id="worker")["changed"] is False
+    assert text.startswith(SITE)
+    assert text.count("# BEGIN esup_pod.xapi managed settings (frontal)") == 1
+    assert text.count("# BEGIN esup_pod.xapi managed settings (worker)") == 1
+    values = namespace(text)
+    assert values["USE_XAPI"] is True and values["XAPI_LRS_PWD"] == PASSWORD
+    # The other writer's block is not a site assignment: no shadow warning for the shared names.
+    assert plan(text, frontal, {}, block_id="frontal")["shadowed"] == []
+    # Each diff shows its own block only.
+    outcome = plan(text, dict(frontal, USE_XAPI=False), {}, block_id="frontal")
+    assert "XAPI_LRS_LOGIN" not in outcome["before"] + outcome["after"]
+
+
+def test_a_named_block_still_moves_after_site_content():
+    text = plan(SITE, {"A": 1}, {}, block_id="frontal")["new_text"] + "TAIL = 1\n"
+    moved = plan(text, {"A": 1}, {}, block_id="frontal")
+    assert moved["changed"] is True
+    assert moved["new_text"].index("TAIL = 1") < moved["new_text"].index("(frontal)")
+
+
+def test_a_bad_block_id_is_an_error():
+    with pytest.raises(PodSettingsError, match="not a valid block id"):
+        plan(SITE, {"A": 1}, {}, block_id="bad id")

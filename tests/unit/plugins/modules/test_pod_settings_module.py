@@ -106,3 +106,20 @@ def test_invalid_python_fails_without_change(capsys, settings_file):
     assert result["failed"] is True
     assert "is not valid Python" in result["msg"]
     assert settings_file.read_text() == "def broken(:\n"
+
+
+def test_the_diff_and_result_hold_the_managed_block_only(capsys, settings_file):
+    result, out = run(capsys, **common(settings_file, block="frontal"))
+    assert result["changed"] is True
+    assert "SECRET_KEY" not in out
+    assert result["diff"]["before"] == ""
+    assert result["diff"]["after"].startswith("# BEGIN esup_pod.xapi managed settings (frontal)")
+
+
+def test_an_existing_file_keeps_its_mode_and_a_symbolic_mode_only_removes_bits(capsys, settings_file):
+    os.chmod(str(settings_file), 0o664)
+    result, _out = run(capsys, **common(settings_file, mode="o-rwx"))
+    assert result["changed"] is True
+    assert stat.S_IMODE(os.stat(str(settings_file)).st_mode) == 0o660
+    result, _out = run(capsys, **common(settings_file, mode="o-rwx"))
+    assert result["changed"] is False
