@@ -153,6 +153,13 @@ def msg_broker_auth():
     return "broker refused the password"
 
 
+def msg_missing_nodes(missing, queue):
+    """None when every expected node consumes the queue, else the message naming those that do not."""
+    if not missing:
+        return None
+    return "node(s) %s do not consume queue %s" % (", ".join(sorted(missing)), queue)
+
+
 def msg_consumers(count, minimum, queue):
     """None when `count` workers are enough, else the message naming the shortfall."""
     if count >= minimum:

@@ -98,10 +98,18 @@ options:
     description: The fewest worker nodes that must consume O(queue).
     type: int
     default: 1
+  nodes:
+    description:
+      - Worker nodes that must be among the consumers of O(queue), for example this host's own
+        C(xapi@encoding1). A missing one fails the check and is named, even when other hosts' nodes
+        are enough for O(min_consumers).
+    type: list
+    elements: str
+    default: []
   consumer_retries:
     description:
-      - How many more times to ask for the consumers when fewer than O(min_consumers) answered
-        (workers still starting).
+      - How many more times to ask for the consumers when fewer than O(min_consumers) answered, or one
+        of O(nodes) is missing (workers still starting).
     type: int
     default: 2
   consumer_delay:
@@ -315,6 +323,7 @@ from ansible_collections.esup_pod.xapi.plugins.module_utils.xapi_check import (
     BrokerURLError,
     backlog_keys,
     consumers_of,
+    msg_missing_nodes,
     credentials_verdict,
     format_seconds,
     msg_backlog,
@@ -481,12 +490,14 @@ class Checker(object):
                 nodes, error = consumers_of(answer, queue), None
             except Exception as exc:  # pylint: disable=broad-except
                 nodes, error = [], self.error_text(exc)
-            if len(nodes) >= minimum or attempt == attempts:
+            missing = sorted(set(self.p["nodes"]) - set(nodes))
+            if (len(nodes) >= minimum and not missing) or attempt == attempts:
                 break
             time.sleep(self.p["consumer_delay"])
         self.result["consumers"] = nodes
         self.result["consumer_count"] = len(nodes)
-        problem = msg_consumers(len(nodes), minimum, queue)
+        problem = msg_consumers(len(nodes), minimum, queue) or msg_missing_nodes(
+            set(self.p["nodes"]) - set(nodes), queue)
         if problem:
             self.add("consumers", "failed", problem, error)
             return False
@@ -626,6 +637,7 @@ def main():
             settings_path=dict(type="path", default="/usr/local/django_projects/podv4/pod/custom/settings_local.py"),
             queue=dict(type="str", default="xapi"),
             min_consumers=dict(type="int", default=1),
+            nodes=dict(type="list", elements="str", default=[]),
             consumer_retries=dict(type="int", default=2),
             consumer_delay=dict(type="float", default=2.0),
             max_backlog=dict(type="int", default=1000),

@@ -12,8 +12,21 @@ import subprocess
 
 from . import lab
 
+# The site's Pod (the frontal's checkout and virtualenv, as the pod user).
 POD_DIR = "/usr/local/django_projects/podv4"
 POD_PYTHON = "/home/pod/.virtualenvs/django_pod4/bin/python"
+# The xAPI worker's own Pod on the encoding hosts (esup_pod.xapi.worker's defaults).
+WORKER_USER = "pod-xapi"
+WORKER_DIR = "/opt/esup-pod-xapi/Esup-Pod"
+WORKER_PYTHON = "/opt/esup-pod-xapi/venv/bin/python"
+
+
+def pod_of(via):
+    """(user, checkout, python) of the Pod that reaches the xAPI broker on the lab host VIA: the site's
+    on the frontal (and on a host that is both frontal and encoding host), the worker's own elsewhere."""
+    if via in ("frontal", "allinone"):
+        return "pod", POD_DIR, POD_PYTHON
+    return WORKER_USER, WORKER_DIR, WORKER_PYTHON
 
 _REMOTE = r"""
 import json, sys, uuid
@@ -43,9 +56,10 @@ print(json.dumps(ids))
 
 def enqueue(count, tag="test", via="frontal"):
     """Enqueue COUNT statements on the lab host VIA through Pod's task; returns their ids."""
+    user, checkout, python = pod_of(via)
     done = subprocess.run(
-        ["podman", "exec", "-i", "-u", "pod", "-w", POD_DIR, lab.container(via),
-         POD_PYTHON, "-", str(count), tag],
+        ["podman", "exec", "-i", "-u", user, "-w", checkout, lab.container(via),
+         python, "-", str(count), tag],
         input=_REMOTE, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     if done.returncode != 0:
         raise RuntimeError("enqueue on %s failed: %s" % (via, done.stderr.strip()[-2000:]))
@@ -53,11 +67,12 @@ def enqueue(count, tag="test", via="frontal"):
 
 
 def inspect(what, via="frontal", timeout=5, json_output=False):
-    """`celery -A pod.xapi.xapi_tasks inspect WHAT` as the pod user in the Pod checkout of the lab
-    host VIA (through the broker, as Pod's app sees the workers); returns testinfra's result."""
+    """`celery -A pod.xapi.xapi_tasks inspect WHAT` in the Pod of the lab host VIA (pod_of), through
+    the broker, as Pod's app sees the workers; returns testinfra's result."""
+    user, checkout, python = pod_of(via)
     command = "%s/bin/celery -A pod.xapi.xapi_tasks inspect %s --timeout %s%s" % (
-        POD_PYTHON.rsplit("/bin/", 1)[0], what, timeout, " --json" if json_output else "")
-    return lab.host(via).run("cd %s && su pod -s /bin/sh -c %s" % (POD_DIR, shlex.quote(command)))
+        python.rsplit("/bin/", 1)[0], what, timeout, " --json" if json_output else "")
+    return lab.host(via).run("cd %s && su %s -s /bin/sh -c %s" % (checkout, user, shlex.quote(command)))
 
 
 def inspect_json(what, via="frontal", timeout=5):

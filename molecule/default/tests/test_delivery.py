@@ -54,7 +54,7 @@ def active_task(statement_id):
 def worker_log(task_id, text):
     """Whether a line of the worker's logs names the task and says TEXT."""
     return lab.host("encoding").run(
-        "grep -h -F %s /var/log/celery/*.log | grep -q -F %s" % (shlex.quote(task_id), shlex.quote(text))).rc == 0
+        "grep -h -F %s /var/log/celeryd-xapi/*.log | grep -q -F %s" % (shlex.quote(task_id), shlex.quote(text))).rc == 0
 
 
 def test_a_statement_survives_a_hung_lrs_a_killed_worker_and_an_outage(lrs):

@@ -22,6 +22,8 @@ from lablib import lab, pod, resp  # noqa: E402
 REPO = Path(__file__).resolve().parents[3]
 POD_DIR = "/usr/local/django_projects/podv4"
 SETTINGS = POD_DIR + "/pod/custom/settings_local.py"
+# The worker's own checkout and settings on the encoding host (never the site's).
+WORKER_SETTINGS = pod.WORKER_DIR + "/pod/custom/settings_local.py"
 SITE_SETTINGS = REPO / "tests" / "fixtures" / "site_settings_local.py"
 BLOCK_BEGIN = "# BEGIN esup_pod.xapi managed settings"
 BROKER_PORT = "6380"  # the broker role's default (xapi_broker_port), which the lab keeps
@@ -87,6 +89,9 @@ def test_the_worker_starts_at_boot():
         if cmd.rc == 0 and "pong" in cmd.stdout:
             break
     assert cmd.rc == 0 and "pong" in cmd.stdout, cmd.stdout + cmd.stderr
+    # The seed's interface tells the truth after the reboot.
+    status = lab.host("encoding").run("/etc/init.d/celeryd-xapi status")
+    assert status.rc == 0 and "xapi@encoding: running" in status.stdout, status.stdout
 
 
 def redis_from_encoding(*commands):
@@ -134,11 +139,13 @@ def test_the_sites_own_settings_survived_byte_for_byte(lab_host):
     ("encoding", "XAPI_LRS_URL, XAPI_LRS_LOGIN"),
 ])
 def test_the_xapi_settings_are_what_pod_reads(lab_host, host_name, names):
-    """Pod's task imports pod.custom.settings_local as a plain module: read it the same way."""
+    """Pod's task imports pod.custom.settings_local as a plain module: read it the same way, in the
+    Pod that enqueues (the site's, on the frontal) or delivers (the worker's own, on the encoding host)."""
+    _user, checkout, python = pod.pod_of(host_name)
     out = lab_host(host_name).run(
-        "cd %s && /home/pod/.virtualenvs/django_pod4/bin/python -c "
+        "cd %s && %s -c "
         "\"from pod.custom import settings_local as s; print(%s, s.XAPI_CELERY_BROKER_URL.split('@')[-1])\""
-        % (POD_DIR, ", ".join("s." + n for n in names.split(", "))))
+        % (checkout, python, ", ".join("s." + n for n in names.split(", "))))
     assert out.rc == 0, out.stderr
     expected = {"USE_XAPI": "True", "USE_XAPI_VIDEO": "True", "XAPI_LRS_URL": lab.var("frontal", "xapi_lrs_url"),
                 "XAPI_LRS_LOGIN": lab.var("frontal", "xapi_lrs_login")}
@@ -155,7 +162,7 @@ def test_the_frontal_holds_no_lrs_credentials(lab_host):
 
 @pytest.mark.parametrize("host_name, path, owner, group", [
     ("frontal", SETTINGS, "pod", "pod"),
-    ("encoding", SETTINGS, "root", "pod"),
+    ("encoding", WORKER_SETTINGS, "root", "pod-xapi"),
     ("encoding", "/etc/default/celeryd-xapi", "root", "root"),
 ])
 def test_files_holding_secrets_are_not_world_readable(lab_host, host_name, path, owner, group):
@@ -174,12 +181,12 @@ def test_the_redis_password_file_is_not_world_readable(lab_host):
         assert frontal.file(path).mode & stat.S_IRWXO == 0, path
 
 
-@pytest.mark.parametrize("host_name", ["frontal", "encoding"])
-def test_no_role_ever_reset_the_database(lab_host, host_name):
-    checkout = lab_host(host_name).file(POD_DIR)
-    assert checkout.is_directory
-    assert not lab_host(host_name).file(POD_DIR + "/CREATEDB_WAS_RUN").exists
-    assert not lab_host(host_name).file(POD_DIR + "/INSTALL_WAS_RUN").exists
+@pytest.mark.parametrize("host_name, checkout", [("frontal", POD_DIR), ("encoding", POD_DIR),
+                                                 ("encoding", pod.WORKER_DIR)])
+def test_no_role_ever_reset_the_database(lab_host, host_name, checkout):
+    assert lab_host(host_name).file(checkout).is_directory
+    assert not lab_host(host_name).file(checkout + "/CREATEDB_WAS_RUN").exists
+    assert not lab_host(host_name).file(checkout + "/INSTALL_WAS_RUN").exists
 
 
 def test_secrets_appear_nowhere_in_the_converge_log():
@@ -214,8 +221,9 @@ def test_check_mode_on_the_converged_lab_reports_no_change_and_leaks_nothing():
 
 def test_the_pod_web_service_was_restarted_after_its_settings_changed(lab_host):
     frontal = lab_host("frontal")
-    pid = frontal.check_output("systemctl show --property MainPID --value uwsgi-pod")
-    assert int(pid) > 0, "uwsgi-pod is not running"
-    started = int(frontal.check_output('date -d "$(ps -o lstart= -p %s)" +%%s' % pid))
-    changed = int(frontal.check_output("stat -c %%Y %s" % SETTINGS))
-    assert started >= changed, "uwsgi-pod started at %d, before settings_local.py changed at %d" % (started, changed)
+    # systemd's start time and the file's mtime, both to the microsecond: a restart within the same
+    # second as the write is told apart.
+    started = float(frontal.check_output(
+        'date -d "$(systemctl show --timestamp=us --property=ExecMainStartTimestamp --value uwsgi-pod)" +%s.%N'))
+    changed = float(frontal.check_output("stat -c %%.9Y %s" % SETTINGS))
+    assert started > changed, "uwsgi-pod started at %f, before settings_local.py changed at %f" % (started, changed)

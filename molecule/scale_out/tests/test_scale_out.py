@@ -6,6 +6,7 @@ LAB_NAME naming the lab, on top of the inventory molecule/scale_out/inventory/ho
 
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def test_each_host_runs_two_nodes_from_one_init_script(lab_host, host_name):
     host = lab_host(host_name)
     assert host.run("/etc/init.d/celeryd-xapi status").rc == 0
     defaults = host.file("/etc/default/celeryd-xapi").content_string
-    assert re.search(r"^CELERYD_NODES='?xapi1 xapi2'?$", defaults, re.M), defaults
+    assert re.search(r'^CELERYD_NODES="xapi1 xapi2"$', defaults, re.M), defaults
 
 
 def test_statements_are_shared_by_all_nodes_and_all_reach_the_lrs(lrs):
@@ -54,3 +55,22 @@ def test_verify_counts_the_four_consumers():
     rc, output = lab.run_playbook("playbooks/verify.yml", inventories=INVENTORIES)
     assert rc == 0, output[-3000:]
     assert output.count("4 worker(s) consume queue xapi") == 2, output[-3000:]
+
+
+def test_the_check_fails_on_the_host_whose_worker_stopped_and_names_it(lab_host):
+    encoding2 = lab_host("encoding2")
+    assert encoding2.run("systemctl stop celeryd-xapi").rc == 0
+    try:
+        # Enough consumers cluster-wide (the other host's two): only the per-host check can tell.
+        rc, output = lab.run_playbook("playbooks/verify.yml", "-e", "worker_check_min_consumers=1",
+                                      "-e", "worker_check_consumer_retries=0", inventories=INVENTORIES)
+        assert rc != 0, output[-3000:]
+        assert "node(s) xapi1@encoding2, xapi2@encoding2 do not consume queue xapi" in output, output[-3000:]
+        recap = dict(re.findall(r"^(encoding2?)\s+: ok=\d+\s+changed=\d+\s+unreachable=\d+\s+failed=(\d+)", output, re.M))
+        assert recap == {"encoding": "0", "encoding2": "1"}, output[-2000:]
+    finally:
+        assert encoding2.run("systemctl start celeryd-xapi").rc == 0
+    deadline = time.monotonic() + 60
+    while sorted(pod.inspect_json("active_queues")) != NODES:
+        assert time.monotonic() < deadline, "encoding2's nodes did not come back within 60 s"
+        time.sleep(1)

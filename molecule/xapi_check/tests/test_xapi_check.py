@@ -30,8 +30,9 @@ PLAYBOOK = ROOT / "playbooks" / "verify.yml"
 LRS_URL = "http://lrs:8100/xAPI/statements/"
 WORKER_SERVICE = "/etc/init.d/celeryd-xapi"
 LRS_SERVICE = "ralph-lrs"
-POD_DIR = os.environ.get("XAPI_CHECK_POD_DIR", "/usr/local/django_projects/podv4")
-POD_VENV = os.environ.get("XAPI_CHECK_POD_VENV", "/home/pod/.virtualenvs/django_pod4")
+# The worker's own Pod on the encoding host (esup_pod.xapi.worker's defaults).
+POD_DIR = os.environ.get("XAPI_CHECK_POD_DIR", "/opt/esup-pod-xapi/Esup-Pod")
+POD_VENV = os.environ.get("XAPI_CHECK_POD_VENV", "/opt/esup-pod-xapi/venv")
 HEAL_TIMEOUT = 120  # seconds allowed for the pipeline to be healthy again after a repair
 
 
@@ -205,7 +206,7 @@ def test_wrong_broker_password():
     assert run.rc != 0, run
     assert run.msg == "broker refused the password", run
     assert run.result["broker"] == {
-        "url": "redis://:********@frontal:6379/6", "address": "frontal:6379",
+        "url": "redis://:********@frontal:6380/6", "address": "frontal:6380",
         "reachable": True, "authenticated": False,
     }
     assert run.status("consumers") == "skipped" and run.status("backlog") == "skipped"

@@ -240,3 +240,9 @@ def test_summary_when_healthy():
     assert xc.summary_msg(checks) == "xAPI pipeline healthy: broker, consumers, backlog, lrs, credentials ok"
     assert all(c["ok"] for c in checks)
     assert xc.new_check("x", "failed")["ok"] is False
+
+
+def test_missing_nodes_are_named():
+    assert xc.msg_missing_nodes(set(), "xapi") is None
+    assert xc.msg_missing_nodes({"xapi@encoding2", "xapi@encoding1"}, "xapi") == (
+        "node(s) xapi@encoding1, xapi@encoding2 do not consume queue xapi")

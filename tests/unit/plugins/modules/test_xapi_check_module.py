@@ -259,6 +259,15 @@ def test_worker_still_starting_is_retried(capsys, lab):
     assert result["consumer_attempts"] == 3 and result["consumers"] == ["xapi@enc"]
 
 
+def test_a_missing_node_of_this_host_fails_although_others_consume(capsys, lab):
+    lab.answers = [{"xapi@encoding1": [{"name": "xapi"}], "xapi@encoding3": [{"name": "xapi"}]}]
+    result = run(capsys, nodes=["xapi@encoding2"], consumer_retries=1, consumer_delay=0)
+    assert result["failed"] and result["msg"] == "node(s) xapi@encoding2 do not consume queue xapi"
+    assert result["consumer_attempts"] == 2 and result["consumer_count"] == 2
+    result = run(capsys, nodes=["xapi@encoding1"], probe=False)
+    assert not result.get("failed") and result["consumer_attempts"] == 1
+
+
 def test_too_few_consumers(capsys, lab):
     result = run(capsys, min_consumers=2, consumer_retries=0)
     assert result["msg"] == "only 1 worker(s) consume queue xapi, expected at least 2"
