@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Test lab only: what a site runs, for the tests' before/after comparisons. Prints JSON.
 
   --file PATH      owner, group, mode and sha256 of a file

@@ -28,6 +28,7 @@ def pod_of(via):
         return "pod", POD_DIR, POD_PYTHON
     return WORKER_USER, WORKER_DIR, WORKER_PYTHON
 
+
 _REMOTE = r"""
 import json, sys, uuid
 from pod.xapi.xapi_tasks import send_xapi_statement_task

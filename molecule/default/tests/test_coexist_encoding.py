@@ -43,7 +43,7 @@ def before():
 def now():
     """The same snapshot, taken now with the lab's script."""
     out = encoding().run(
-        "/usr/local/lib/lab-pod-encoding/lab_site_snapshot.py --service celeryd --git %s --pip %s --passwd pod "
+        "python3 /usr/local/lib/lab-pod-encoding/lab_site_snapshot.py --service celeryd --git %s --pip %s --passwd pod "
         "--file %s --file %s" % (SITE_DIR, SITE_VENV, SITE_SETTINGS, SITE_LOGROTATE))
     assert out.rc == 0, out.stderr
     return json.loads(out.stdout)

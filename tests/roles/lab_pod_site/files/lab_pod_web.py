@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Test lab only: the stand-in for a Pod site's web service (uwsgi-pod).
 
 Like Pod, every request uses the site's Redis without a password: the cache on db 3 and the

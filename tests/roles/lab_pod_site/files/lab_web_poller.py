@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Test lab only: polls the Pod web stand-in, as its users do, for as long as it runs.
 
 Counts the answers (200 is ok; anything else, or no answer, failed) and keeps the counts in a JSON
