@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import testinfra
@@ -94,3 +95,15 @@ def run_playbook(*args, inventories=("inventory/lab",)):
     done = subprocess.run(command + list(args), cwd=str(REPO_ROOT), env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
     return done.returncode, done.stdout
+
+
+def until(what, probe, timeout, interval=0.5):
+    """Poll PROBE until it returns something true, and return that; fail naming WHAT after TIMEOUT
+    seconds. The tests wait for real conditions this way, never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "%s: not within %s s" % (what, timeout)
+        time.sleep(interval)

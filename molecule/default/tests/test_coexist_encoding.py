@@ -53,16 +53,6 @@ def main_pid(unit):
     return int(encoding().check_output("systemctl show --property=MainPID --value %s" % unit))
 
 
-def until(what, probe, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "%s: not within %s s" % (what, timeout)
-        time.sleep(0.5)
-
-
 def tag_commit(tag):
     return encoding().check_output("git ls-remote %s 'refs/tags/%s^{}'" % (lab.var("encoding", "worker_pod_repo"), tag)).split()[0]
 
@@ -111,7 +101,7 @@ def test_the_sites_encoding_worker_still_consumes_its_queue():
         "cd /usr/local/lib/lab-pod-encoding && LAB_ENCODING_BROKER_URL=redis://frontal:6379/5 "
         "%s/bin/python -c \"import lab_encoding_app as a; a.echo.delay('%s')\"" % (SITE_VENV, text))
     assert sent.rc == 0, sent.stderr
-    until("the site's worker runs the task", lambda: encoding().run(
+    lab.until("the site's worker runs the task", lambda: encoding().run(
         "grep -q -F 'lab-encoding-echo %s' /var/log/celery/worker1.log" % text).rc == 0, 60)
 
 
@@ -160,7 +150,7 @@ def test_a_killed_worker_is_back_within_10_s_and_delivers(lrs):
     assert encoding().run("kill -9 %d" % pid).rc == 0
     ids = pod.enqueue(20, tag="killed-worker")
     killed = time.monotonic()
-    until("the node runs again", lambda: main_pid(NODE_UNIT) not in (0, pid), 10)
+    lab.until("the node runs again", lambda: main_pid(NODE_UNIT) not in (0, pid), 10)
     assert time.monotonic() - killed < 10
     assert sorted(lrs.wait_for(ids, timeout=120)) == sorted(ids)
     status = encoding().run("/etc/init.d/celeryd-xapi status")
@@ -208,8 +198,8 @@ def test_a_hand_made_worker_from_the_seed_document_is_replaced():
         "--pidfile=/tmp/worker-xapi.pid --logfile=/tmp/worker-xapi.log'"
         % (pod.WORKER_DIR, pod.WORKER_USER, pod.WORKER_PYTHON))
     assert started.rc == 0, started.stderr
-    until("the hand-made node consumes xapi",
-          lambda: "worker-xapi@encoding" in pod.inspect_json("active_queues", via="encoding"), 60)
+    lab.until("the hand-made node consumes xapi",
+              lambda: "worker-xapi@encoding" in pod.inspect_json("active_queues", via="encoding"), 60)
     rc, output = lab.run_playbook("playbooks/site.yml")
     assert rc == 0, output[-3000:]
     assert "Stop the xAPI workers that the role's units do not run" in output

@@ -49,16 +49,6 @@ def broker(*words):
     return out.stdout.strip()
 
 
-def until(what, probe, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "%s: not within %s s" % (what, timeout)
-        time.sleep(0.5)
-
-
 @contextlib.contextmanager
 def worker_stopped():
     """The encoding host's xAPI worker stopped for the duration, started again after, whatever happens."""
@@ -68,7 +58,7 @@ def worker_stopped():
         yield
     finally:
         assert encoding.run("systemctl start %s" % WORKER_SERVICE).rc == 0
-        until("the worker answers again", lambda: "pong" in pod.inspect("ping", timeout=2).stdout, 60)
+        lab.until("the worker answers again", lambda: "pong" in pod.inspect("ping", timeout=2).stdout, 60)
 
 
 def site_secrets():
@@ -155,7 +145,7 @@ def test_queued_statements_survive_a_broker_restart(lrs):
         assert int(broker("LLEN", "xapi")) == waiting + 5
         pid = main_pid("frontal", BROKER_SERVICE)
         assert lab.host("frontal").run("systemctl restart %s" % BROKER_SERVICE).rc == 0
-        until("the broker answers again", lambda: broker("PING") == "PONG", 30)
+        lab.until("the broker answers again", lambda: broker("PING") == "PONG", 30)
         assert main_pid("frontal", BROKER_SERVICE) != pid
         assert int(broker("LLEN", "xapi")) == waiting + 5
     assert sorted(lrs.wait_for(ids, timeout=120)) == sorted(ids)

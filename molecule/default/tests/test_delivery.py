@@ -9,7 +9,6 @@ import json
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
@@ -26,17 +25,6 @@ held = []
 while True:
     held.append(server.accept()[0])  # never read, never answer: a hung LRS
 """
-
-
-def until(what, probe, timeout):
-    """Poll PROBE until it returns something true; fail naming WHAT after TIMEOUT seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "%s: not within %s s" % (what, timeout)
-        time.sleep(0.5)
 
 
 def active_task(statement_id):
@@ -64,22 +52,22 @@ def test_a_statement_survives_a_hung_lrs_a_killed_worker_and_an_outage(lrs):
     try:
         subprocess.run(["podman", "exec", "-d", lab.container("lrs"), "python3", "-c", HANG, str(port),
                         "lab-hung-lrs"], check=True)
-        until("the hung LRS listens", lambda: lrs_host.socket("tcp://0.0.0.0:%s" % port).is_listening, 30)
+        lab.until("the hung LRS listens", lambda: lrs_host.socket("tcp://0.0.0.0:%s" % port).is_listening, 30)
         statement_id = pod.enqueue(1, tag="outage")[0]
 
         # The task hangs in requests.post (Pod sets no timeout): kill the process that runs it.
-        task_id, pid = until("the task runs", lambda: active_task(statement_id), 60)
+        task_id, pid = lab.until("the task runs", lambda: active_task(statement_id), 60)
         assert encoding.run("kill -9 %s" % pid).rc == 0
         # task_reject_on_worker_lost: the statement goes back to the queue and runs again.
-        until("the task is redelivered to another process",
-              lambda: (active_task(statement_id) or (None, pid))[1] != pid, 60)
+        lab.until("the task is redelivered to another process",
+                  lambda: (active_task(statement_id) or (None, pid))[1] != pid, 60)
         # task_soft_time_limit (30 s by default): the hung request is abandoned and retried.
-        until("the soft time limit ends the hung request", lambda: worker_log(task_id, "SoftTimeLimitExceeded"), 90)
+        lab.until("the soft time limit ends the hung request", lambda: worker_log(task_id, "SoftTimeLimitExceeded"), 90)
     finally:
         lrs_host.run("pkill -f 'lab-hung-[l]rs'")
-        until("the hung LRS is gone", lambda: not lrs_host.socket("tcp://0.0.0.0:%s" % port).is_listening, 30)
+        lab.until("the hung LRS is gone", lambda: not lrs_host.socket("tcp://0.0.0.0:%s" % port).is_listening, 30)
         assert lrs_host.run("systemctl start ralph-lrs").rc == 0
-        until("Ralph answers again", lambda: lrs.heartbeat()[0] == 200, 60)
+        lab.until("Ralph answers again", lambda: lrs.heartbeat()[0] == 200, 60)
     # Retried with backoff while the LRS was away, then stored once it is back.
     assert worker_log(task_id, "Retry in")
     stored = lrs.wait_for([statement_id], timeout=300, interval=1)
