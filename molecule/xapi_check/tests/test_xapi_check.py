@@ -163,8 +163,9 @@ def test_stopped_worker():
         assert run.msg == "no worker consumes queue xapi", run
         assert run.result["consumer_count"] == 0 and run.result["consumer_attempts"] == 2
         assert run.status("probe") == "skipped" and run.result["changed"] is False
-        run = verify(worker_check_min_consumers=0, worker_check_probe=False)
-        assert run.rc == 0, run  # min_consumers: 0 accepts a stopped worker
+        # min_consumers: 0 asks nothing of the cluster, but this host's own node must still consume.
+        run = verify(worker_check_min_consumers=0, worker_check_probe=False, worker_check_consumer_retries=0)
+        assert run.rc != 0 and run.msg == "node(s) xapi@encoding do not consume queue xapi", run
         run = verify(worker_check_min_consumers=2, worker_check_probe=False, worker_check_consumer_retries=0)
         assert "no worker consumes queue xapi" in run.msg, run
     finally:
@@ -239,9 +240,12 @@ def test_backlog_above_the_limit():
     try:
         # Enqueued through Pod's own app and task, as the frontal does.
         on("encoding", POD_VENV + "/bin/python", "-c", ENQUEUE, str(count), chdir=POD_DIR)
-        run = verify(worker_check_max_backlog=count - 2, worker_check_min_consumers=0, worker_check_probe=False)
+        run = verify(worker_check_max_backlog=count - 2, worker_check_min_consumers=0, worker_check_probe=False,
+                     worker_check_consumer_retries=0)
         assert run.rc != 0, run
-        found = re.fullmatch(r"backlog (\d+) exceeds %d" % (count - 2), run.msg)
+        # The stopped node is named too: the message names every broken link, in pipeline order.
+        found = re.fullmatch(r"node\(s\) xapi@encoding do not consume queue xapi; backlog (\d+) exceeds %d"
+                             % (count - 2), run.msg)
         assert found, run
         assert int(found.group(1)) == run.result["backlog"] >= count
     finally:
