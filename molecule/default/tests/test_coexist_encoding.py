@@ -167,6 +167,7 @@ def test_the_init_script_tells_the_truth_and_acts_on_the_units():
     finally:
         assert host.run("/etc/init.d/celeryd-xapi start").rc == 0
     assert host.run("/etc/init.d/celeryd-xapi status").rc == 0
+    lab.until("the node answers again", lambda: "pong" in pod.inspect("ping", via="encoding", timeout=2).stdout, 60)
 
 
 # --- Upgrades, migration and refusals ------------------------------------------------------------
@@ -221,4 +222,7 @@ def test_the_preflight_refuses_a_branch_and_any_change_to_the_sites_install(extr
 
 
 def test_exactly_the_roles_nodes_consume_xapi_after_all_this():
-    assert sorted(pod.inspect_json("active_queues", via="encoding")) == ["xapi@encoding"]
+    def consumers():
+        out = pod.inspect("active_queues", via="encoding", timeout=3, json_output=True)
+        return sorted(json.loads(out.stdout.strip().splitlines()[-1])) if out.rc == 0 else None
+    assert lab.until("the nodes answer", consumers, 60) == ["xapi@encoding"]
