@@ -54,6 +54,7 @@ def worker_stopped():
     """The encoding host's xAPI worker stopped for the duration, started again after, whatever happens."""
     encoding = lab.host("encoding")
     assert encoding.run("systemctl stop %s" % WORKER_SERVICE).rc == 0
+    assert encoding.run("systemctl is-active celeryd-xapi@xapi.service").stdout.strip() == "inactive"
     try:
         yield
     finally:
