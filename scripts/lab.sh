@@ -58,7 +58,7 @@ step() {  # step WHAT COMMAND...: run a step, its output into the log; one line 
   fi
 }
 step "creating the hosts (systemd, SSH, sudo user labadmin)" tests/lab/labctl up "$LAB_NAME" "$release"
-step "preparing the lab's services (Ralph LRS, git server, an existing Pod frontal)" \
+step "preparing the lab's services (Ralph LRS, git server, a running Pod frontal and encoding host)" \
   ansible-playbook -i inventory/lab tests/playbooks/lab_prepare.yml
 step "deploying the xAPI pipeline with playbooks/site.yml" \
   ansible-playbook -i inventory/lab playbooks/site.yml
