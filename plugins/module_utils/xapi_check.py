@@ -33,7 +33,10 @@ REDIS_SCHEMES = ("redis", "rediss")
 DEFAULT_REDIS_PORT = 6379
 
 # Names of the links, in pipeline order: the order of the `checks` list and of the messages.
-LINKS = ("broker", "consumers", "backlog", "lrs", "credentials", "probe")
+LINKS = ("broker", "consumers", "backlog", "dead_letters", "lrs", "credentials", "probe")
+
+# Where the worker role keeps the statements the LRS refused for good (HTTP 4xx): a Redis list.
+DEAD_LETTER_KEY = "xapi.dead-letters"
 
 
 class BrokerURLError(ValueError):
@@ -174,6 +177,13 @@ def msg_backlog(backlog, maximum):
     if maximum is None or maximum < 0 or backlog <= maximum:
         return None
     return "backlog %d exceeds %d" % (backlog, maximum)
+
+
+def msg_dead_letters(count, maximum, key=DEAD_LETTER_KEY):
+    """None when the dead letters are within `maximum` (a negative maximum disables the rule)."""
+    if maximum is None or maximum < 0 or count <= maximum:
+        return None
+    return "%d statement(s) refused by the LRS wait in %s (more than %d): list and replay them" % (count, key, maximum)
 
 
 def msg_lrs_unreachable(url):

@@ -20,6 +20,9 @@ description:
     are still starting get O(consumer_retries) more attempts, O(consumer_delay) seconds apart."
   - "B(backlog): the messages waiting in O(queue) on the broker (the Redis list of the queue and
     its priority sub-lists, as kombu's Redis transport stores them), compared with O(max_backlog)."
+  - "B(dead_letters): the statements the LRS refused for good (HTTP 4xx other than 401, 403, 408,
+    409, 425 and 429), which the worker role keeps in the Redis list O(dead_letter_key) on the broker
+    instead of dropping them, compared with O(max_dead_letters)."
   - "B(lrs): the LRS answers C(GET) on O(lrs_url), and how long it took (latency in ms)."
   - "B(credentials): the LRS accepts O(lrs_login) and O(lrs_password) (HTTP 200), or refuses them
     (HTTP 401 or 403). The account therefore needs the right to read statements as well as to
@@ -35,7 +38,9 @@ description:
   - On failure, RV(msg) names the broken links, in pipeline order, joined by C(; ).
     The messages are C(broker unreachable at HOST:PORT), C(broker refused the password),
     C(no worker consumes queue QUEUE), "only N worker(s) consume queue QUEUE, expected at least M",
-    C(backlog N exceeds M), C(LRS unreachable at URL), C(LRS refused the credentials),
+    C(backlog N exceeds M),
+    "N statement(s) refused by the LRS wait in KEY (more than M): list and replay them",
+    C(LRS unreachable at URL), C(LRS refused the credentials),
     C(LRS answered HTTP STATUS at URL) and C(probe not stored within N s).
   - The broker's password never appears in the output; URLs are shown as C(redis://:********@host:6380/6).
   - "B(Where it runs): on an encoding host (group C(pod_encoding)), with C(ansible_python_interpreter)
@@ -122,6 +127,18 @@ options:
         backlog is still reported).
     type: int
     default: 1000
+  dead_letter_key:
+    description:
+      - The Redis list, on the broker of O(broker_url), where the worker keeps the statements the
+        LRS refused (the worker role's O(worker_dead_letter_key)).
+    type: str
+    default: xapi.dead-letters
+  max_dead_letters:
+    description:
+      - The most refused statements that may wait in O(dead_letter_key). A negative value disables
+        the rule (the count is still reported).
+    type: int
+    default: 0
   probe:
     description:
       - Send one probe statement end to end and wait until the LRS stores it.
@@ -221,6 +238,11 @@ backlog:
   returned: always
   type: int
   sample: 0
+dead_letters:
+  description: Statements waiting in O(dead_letter_key) (null when the broker is not usable).
+  returned: always
+  type: int
+  sample: 0
 lrs:
   description: The LRS link.
   returned: always
@@ -272,7 +294,7 @@ probe:
       description: How many lookups were made.
       type: int
 checks:
-  description: One entry a link, in pipeline order (broker, consumers, backlog, lrs, credentials, probe).
+  description: One entry a link, in pipeline order (broker, consumers, backlog, dead_letters, lrs, credentials, probe).
   returned: always
   type: list
   elements: dict
@@ -321,12 +343,14 @@ from ansible_collections.esup_pod.xapi.plugins.module_utils.xapi_check import (
     POD_TASK_NAME,
     PROBE_ACTIVITY_ID,
     BrokerURLError,
+    DEAD_LETTER_KEY,
     backlog_keys,
     consumers_of,
     msg_missing_nodes,
     credentials_verdict,
     format_seconds,
     msg_backlog,
+    msg_dead_letters,
     msg_broker_auth,
     msg_broker_unreachable,
     msg_consumers,
@@ -422,6 +446,7 @@ class Checker(object):
             "consumer_count": None,
             "consumer_attempts": 0,
             "backlog": None,
+            "dead_letters": None,
             "lrs": {"url": redact_url(params["lrs_url"]), "reachable": False, "status": None,
                     "latency_ms": None, "credentials": None},
             "probe": {"id": None, "activity_id": PROBE_ACTIVITY_ID, "enqueued": False,
@@ -525,6 +550,25 @@ class Checker(object):
         self.add("backlog", "ok", "%d message(s) wait in queue %s" % (backlog, self.p["queue"]))
         return True
 
+    # dead letters ---------------------------------------------------------------------------
+    def check_dead_letters(self):
+        key = self.p["dead_letter_key"]
+        client = self.redis_client()
+        try:
+            count = client.llen(key)
+        except (redis.RedisError, OSError) as exc:
+            self.add("dead_letters", "failed", "dead letters %s unreadable" % key, self.error_text(exc))
+            return False
+        finally:
+            client.close()
+        self.result["dead_letters"] = count
+        problem = msg_dead_letters(count, self.p["max_dead_letters"], key)
+        if problem:
+            self.add("dead_letters", "failed", problem)
+            return False
+        self.add("dead_letters", "ok", "%d statement(s) refused by the LRS in %s" % (count, key))
+        return True
+
     # LRS ------------------------------------------------------------------------------------
     def lrs_get(self, params):
         return requests.get(
@@ -610,10 +654,12 @@ class Checker(object):
         if broker_ok:
             consumers_ok = self.check_consumers()
             backlog_ok = self.check_backlog()
+            self.check_dead_letters()
         else:
             consumers_ok = backlog_ok = False
             self.add("consumers", "skipped", "skipped: the broker is not usable")
             self.add("backlog", "skipped", "skipped: the broker is not usable")
+            self.add("dead_letters", "skipped", "skipped: the broker is not usable")
         lrs_ok = self.check_lrs()
         if not self.p["probe"]:
             self.add("probe", "skipped", "skipped: probe=false")
@@ -641,6 +687,8 @@ def main():
             consumer_retries=dict(type="int", default=2),
             consumer_delay=dict(type="float", default=2.0),
             max_backlog=dict(type="int", default=1000),
+            dead_letter_key=dict(type="str", default=DEAD_LETTER_KEY),
+            max_dead_letters=dict(type="int", default=0),
             probe=dict(type="bool", default=True),
             probe_timeout=dict(type="float", default=30.0),
             timeout=dict(type="float", default=5.0),

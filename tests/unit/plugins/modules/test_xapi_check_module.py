@@ -88,6 +88,11 @@ def lab(monkeypatch):
         def pipeline(self, transaction=True):
             return Pipeline()
 
+        def llen(self, key):
+            if "llen" in state.errors:
+                raise state.errors["llen"]
+            return state.lengths.get(key, 0)
+
         def close(self):
             pass
 
@@ -188,11 +193,12 @@ def test_healthy_pipeline_with_probe(capsys, lab):
     result = run(capsys)
     assert not result.get("failed")
     assert result["changed"] is True
-    assert statuses(result) == dict.fromkeys(("broker", "consumers", "backlog", "lrs", "credentials", "probe"), "ok")
+    assert statuses(result) == dict.fromkeys(
+        ("broker", "consumers", "backlog", "dead_letters", "lrs", "credentials", "probe"), "ok")
     assert result["broker"] == {"url": "redis://:********@frontal:6379/6", "address": "frontal:6379",
                                 "reachable": True, "authenticated": True}
     assert result["consumers"] == ["xapi@encoding"] and result["consumer_count"] == 1
-    assert result["backlog"] == 0
+    assert result["backlog"] == 0 and result["dead_letters"] == 0
     assert result["lrs"]["status"] == 200 and result["lrs"]["credentials"] is True
     assert result["lrs"]["latency_ms"] >= 0
     probe = result["probe"]
@@ -226,7 +232,7 @@ def test_broker_refuses_password(capsys, lab):
     assert result["msg"] == "broker refused the password"
     assert result["broker"]["reachable"] is True and result["broker"]["authenticated"] is False
     assert statuses(result) == {"broker": "failed", "consumers": "skipped", "backlog": "skipped",
-                                "lrs": "ok", "credentials": "ok", "probe": "skipped"}
+                                "dead_letters": "skipped", "lrs": "ok", "credentials": "ok", "probe": "skipped"}
     assert result["changed"] is False and lab.sent == []
 
 
@@ -388,3 +394,27 @@ def test_missing_settings_file(capsys, lab, tmp_path):
 def test_timeouts_must_be_positive(capsys, lab, option):
     result = run(capsys, **{option: 0})
     assert result["msg"] == "%s must be greater than 0, got 0" % option
+
+
+def test_dead_letters_above_the_limit_fail_and_are_counted(capsys, lab):
+    lab.lengths["xapi.dead-letters"] = 2
+    result = run(capsys)
+    assert result["failed"] is True and result["dead_letters"] == 2
+    assert result["msg"] == ("2 statement(s) refused by the LRS wait in xapi.dead-letters (more than 0): "
+                             "list and replay them")
+    # Dead letters do not stop the probe: the rest of the pipeline works.
+    assert statuses(result)["probe"] == "ok"
+
+
+def test_dead_letters_within_the_limit_or_unlimited_pass(capsys, lab):
+    lab.lengths["site.dead"] = 3
+    result = run(capsys, dead_letter_key="site.dead", max_dead_letters=3)
+    assert not result.get("failed") and result["dead_letters"] == 3
+    result = run(capsys, dead_letter_key="site.dead", max_dead_letters=-1)
+    assert not result.get("failed") and statuses(result)["dead_letters"] == "ok"
+
+
+def test_unreadable_dead_letters_fail(capsys, lab):
+    lab.errors["llen"] = ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+    result = run(capsys)
+    assert result["failed"] is True and result["msg"] == "dead letters xapi.dead-letters unreadable"

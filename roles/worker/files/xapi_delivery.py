@@ -1,0 +1,338 @@
+"""Delivery of Esup-Pod's xAPI statements (role esup_pod.xapi.worker): hooks and an admin command.
+
+The role installs this module next to the Celery config module xapi_celeryconfig, on the worker's
+PYTHONPATH. Pod's code is unchanged. install() hooks one name: ``requests`` inside the module of
+Pod's task, and in it only the POST to the LRS that Pod itself is configured with (its
+XAPI_LRS_URL). Every other request of the process is left alone. The LRS's answer decides:
+
+- 2xx: delivered. 409 (the LRS already holds a statement with this id, after a redelivery):
+  delivered too, logged, and shown to Pod as a 200 so that Pod logs no error.
+- 5xx, 429, 408, 425, 401, 403: the answer can change later (a proxy in maintenance, rotated
+  credentials): LRSTemporaryError, which the task's autoretry retries with backoff, without limit.
+- any other answer (400, 404, 413...): the LRS will refuse it again. The statement is pushed to the
+  dead-letter list on the broker, never dropped; an admin lists and replays it with this module's
+  command (the role installs it as /usr/local/sbin/<service>-dead-letters).
+
+transport_options() gives each worker node unacknowledged-message keys of its own on the broker,
+and restore_unacked() (run by the node's unit before it starts) puts back in the queue whatever
+the node's previous run received and never acknowledged (killed, rebooted), at once instead of
+after the broker's visibility timeout.
+"""
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import sys
+import time
+
+LOG = logging.getLogger("xapi_delivery")
+
+TASK_NAME = "pod.xapi.xapi_tasks.send_xapi_statement_task"
+DEAD_LETTER_KEY = "xapi.dead-letters"
+UNACKED_PREFIX = "unacked"
+NODE_ENV = "XAPI_WORKER_NODE"
+# A replayed statement carries its earlier attempts in this message header.
+REPLAY_HEADER = "xapi_dead_letter_attempts"
+
+DELIVERED, RETRY, DEAD = "delivered", "retry", "dead-letter"
+RETRY_STATUSES = frozenset((401, 403, 408, 425, 429))
+
+
+def verdict(status):
+    """What an HTTP status of the LRS means for a statement: DELIVERED, RETRY or DEAD."""
+    if 200 <= status < 300 or status == 409:
+        return DELIVERED
+    if status in RETRY_STATUSES or status >= 500:
+        return RETRY
+    return DEAD
+
+
+def excerpt(text, limit=300):
+    """The start of an answer's body, on one line."""
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def dead_letter_record(statement, status, answer, task_id=None, node=None, attempts=1, now=None):
+    """The JSON document kept in the dead-letter list for a refused statement."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return json.dumps({
+        "statement": statement,
+        "status": status,
+        "answer": excerpt(answer, 1000),
+        "failed_at": now.isoformat(timespec="seconds"),
+        "task_id": task_id,
+        "node": node,
+        "attempts": attempts,
+    }, sort_keys=True)
+
+
+def statement_id(statement):
+    """The statement's id, or '-'."""
+    return str(statement.get("id", "-")) if isinstance(statement, dict) else "-"
+
+
+def node_keys(node, prefix=UNACKED_PREFIX):
+    """The broker keys that hold the unacknowledged messages of one node (kombu's Redis QoS)."""
+    return {
+        "unacked_key": "%s:%s" % (prefix, node),
+        "unacked_index_key": "%s_index:%s" % (prefix, node),
+        "unacked_mutex_key": "%s_mutex:%s" % (prefix, node),
+    }
+
+
+def transport_options(visibility_timeout, node=None):
+    """broker_transport_options for the worker: the visibility timeout, and the keys of the node
+    named by NODE (default: the XAPI_WORKER_NODE environment variable, set by the node's unit)."""
+    options = {"visibility_timeout": int(visibility_timeout)}
+    node = node if node is not None else os.environ.get(NODE_ENV, "")
+    if node:
+        options.update(node_keys(node))
+    return options
+
+
+class LRSTemporaryError(Exception):
+    """The LRS answered a status that can change later: the task retries."""
+
+
+class DeadLetterError(Exception):
+    """A refused statement could not be kept in the dead-letter list: the task retries."""
+
+
+# The hook ----------------------------------------------------------------------------------------
+class LRSRequests:
+    """Stands for the ``requests`` module inside Pod's task module only.
+
+    post() to the configured LRS URL gets a timeout when Pod gives none, and its answer is judged
+    by verdict(); every other attribute and request goes to the real module unchanged.
+    """
+
+    def __init__(self, real, lrs_url, timeout, on_dead_letter):
+        self._real = real
+        self._lrs_url = lrs_url
+        self._timeout = timeout
+        self._on_dead_letter = on_dead_letter
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def post(self, url, *args, **kwargs):
+        if url != self._lrs_url:
+            return self._real.post(url, *args, **kwargs)
+        if kwargs.get("timeout") is None and self._timeout:
+            kwargs["timeout"] = self._timeout
+        answer = self._real.post(url, *args, **kwargs)
+        statement = kwargs.get("json")
+        outcome = verdict(answer.status_code)
+        if outcome == RETRY:
+            if answer.status_code in (401, 403):
+                LOG.error("LRS refused the worker's credentials (HTTP %s) for statement %s: kept and "
+                          "retried; check XAPI_LRS_LOGIN and XAPI_LRS_PWD against the LRS's accounts",
+                          answer.status_code, statement_id(statement))
+            raise LRSTemporaryError("LRS answered HTTP %s for statement %s: retried later (%s)" % (
+                answer.status_code, statement_id(statement), excerpt(answer.text, 200)))
+        if outcome == DEAD:
+            self._on_dead_letter(statement, answer.status_code, answer.text)
+            return answer
+        if answer.status_code != 200:
+            LOG.info("statement %s already stored or accepted by the LRS (HTTP %s): delivered",
+                     statement_id(statement), answer.status_code)
+            answer.status_code = 200
+            answer._content = json.dumps([statement_id(statement)]).encode()  # pylint: disable=protected-access
+        return answer
+
+
+def _connect(app):
+    """A connection to the broker that gives up after a few seconds instead of retrying forever."""
+    connection = app.connection_for_write()
+    connection.ensure_connection(max_retries=3, interval_start=1, interval_step=1, interval_max=2)
+    return connection
+
+
+def _push_dead_letter(app, key, record):
+    with _connect(app) as connection:
+        connection.default_channel.client.lpush(key, record)
+
+
+def install(task_name=TASK_NAME, timeout=None, dead_letter_key=DEAD_LETTER_KEY):
+    """Hook Pod's task when it first runs in a process (Celery's task_prerun signal)."""
+    from celery import current_task, signals
+
+    def on_dead_letter(app):
+        def keep(statement, status, text):
+            request = getattr(current_task, "request", None)
+            headers = getattr(request, "headers", None) or {}
+            previous = getattr(request, REPLAY_HEADER, None) or (
+                headers.get(REPLAY_HEADER) if isinstance(headers, dict) else None)
+            attempts = int(previous) + 1 if previous else 1
+            record = dead_letter_record(statement, status, text, getattr(request, "id", None),
+                                        getattr(request, "hostname", None), attempts)
+            try:
+                _push_dead_letter(app, dead_letter_key, record)
+            except Exception as error:  # the broker is unreachable or full: do not lose it
+                raise DeadLetterError("statement %s refused by the LRS (HTTP %s) could not be kept in %s: %s"
+                                      % (statement_id(statement), status, dead_letter_key, error)) from error
+            LOG.error("LRS refused statement %s (HTTP %s: %s): kept in the dead-letter list %s, not retried",
+                      statement_id(statement), status, excerpt(text, 200), dead_letter_key)
+        return keep
+
+    def hook(sender=None, **_):
+        if getattr(sender, "name", None) != task_name:
+            return
+        # The task's own module (Pod's pod.xapi.xapi_tasks): its functions read their globals there.
+        # (sender.run may be Celery's autoretry wrapper, which keeps the function's __module__.)
+        module = sys.modules.get(getattr(getattr(sender, "run", None), "__module__", None) or "")
+        if module is None:
+            module = sys.modules.get(task_name.rsplit(".", 1)[0])
+        if module is None:
+            LOG.warning("the module of %s is not loaded: its requests are not hooked", task_name)
+            return
+        module_globals = vars(module)
+        real = module_globals.get("requests")
+        if real is None or isinstance(real, LRSRequests):
+            return
+        lrs_url = module_globals.get("XAPI_LRS_URL")
+        if not isinstance(lrs_url, str) or not lrs_url:
+            LOG.warning("%s has no XAPI_LRS_URL: its requests are not hooked", module.__name__)
+            return
+        module_globals["requests"] = LRSRequests(real, lrs_url, timeout, on_dead_letter(sender.app))
+        LOG.info("delivery hooks on %s: its POST to XAPI_LRS_URL is judged by the LRS's answer", module.__name__)
+
+    signals.task_prerun.connect(hook, weak=False)
+    return hook
+
+
+# restore_unacked ---------------------------------------------------------------------------------
+def _restore_tag(channel, client, hash_key, index_key, tag):
+    """Move one unacknowledged message back to its queue, atomically (as kombu's restore_by_tag)."""
+    def transaction(pipe):
+        raw = pipe.hget(hash_key, tag)
+        pipe.multi()
+        pipe.zrem(index_key, tag)
+        pipe.hdel(hash_key, tag)
+        if raw:
+            message, exchange, routing_key = json.loads(raw)
+            channel._do_restore_message(message, exchange, routing_key, pipe, False)  # pylint: disable=protected-access
+    client.transaction(transaction, hash_key)
+
+
+def restore_unacked(app, node, visibility_timeout, now=None):
+    """Put back in the queue every message that NODE received and never acknowledged, and the
+    messages of any other node (or of kombu's shared key) older than VISIBILITY_TIMEOUT.
+
+    Run before the node consumes: what its own keys hold belongs to a run that is over. Returns
+    {key: count restored}.
+    """
+    now = time.time() if now is None else now
+    restored = {}
+    with _connect(app) as connection:
+        channel = connection.default_channel
+        client = channel.client
+        own = node_keys(node)
+        keys = [(own["unacked_key"], own["unacked_index_key"], None)]
+        for name in client.scan_iter(match=UNACKED_PREFIX + ":*", count=100):
+            name = name.decode() if isinstance(name, bytes) else name
+            if name != own["unacked_key"]:
+                other = node_keys(name.split(":", 1)[1])
+                keys.append((name, other["unacked_index_key"], now - visibility_timeout))
+        keys.append((UNACKED_PREFIX, UNACKED_PREFIX + "_index", now - visibility_timeout))
+        for hash_key, index_key, ceiling in keys:
+            if ceiling is None:
+                tags = client.hkeys(hash_key)
+            else:
+                tags = client.zrangebyscore(index_key, 0, ceiling)
+            for tag in tags:
+                _restore_tag(channel, client, hash_key, index_key, tag)
+            if tags:
+                restored[hash_key] = len(tags)
+    return restored
+
+
+# The admin command -----------------------------------------------------------------------------
+def _entries(client, key):
+    entries = []
+    for raw in client.lrange(key, 0, -1):
+        try:
+            entries.append((raw, json.loads(raw)))
+        except ValueError:
+            entries.append((raw, {"statement": None, "status": "?", "answer": "not JSON"}))
+    return entries
+
+
+def _task():
+    from pod.xapi.xapi_tasks import send_xapi_statement_task  # pylint: disable=import-error
+    return send_xapi_statement_task
+
+
+def main(argv=None):
+    """list | replay | drop the dead letters; restore-unacked NODE (run by the node's unit)."""
+    parser = argparse.ArgumentParser(prog=os.environ.get("XAPI_DELIVERY_PROG"),
+                                     description="Dead letters and unacknowledged statements of the xAPI worker.")
+    parser.add_argument("--key", default=DEAD_LETTER_KEY, help="the dead-letter list (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="list the statements the LRS refused")
+    listing.add_argument("--json", action="store_true", help="one JSON document per line")
+    commands.add_parser("count", help="print how many statements the list holds")
+    replay = commands.add_parser("replay", help="enqueue refused statements again through Pod's task")
+    drop = commands.add_parser("drop", help="remove refused statements for good")
+    for command in (replay, drop):
+        group = command.add_mutually_exclusive_group(required=True)
+        group.add_argument("--all", action="store_true", help="every statement of the list")
+        group.add_argument("ids", nargs="*", default=[], metavar="STATEMENT_ID")
+    restore = commands.add_parser("restore-unacked", help="give back what a node received and never acknowledged")
+    restore.add_argument("node", help="the node's name, <node>@<hostname>")
+    args = parser.parse_args(argv)
+
+    task = _task()
+    app = task.app
+    if args.command == "restore-unacked":
+        timeout = (app.conf.broker_transport_options or {}).get("visibility_timeout", 3600)
+        restored = restore_unacked(app, args.node, timeout)
+        print("restored %d unacknowledged message(s) for %s%s" % (
+            sum(restored.values()), args.node,
+            "".join(" (%s: %d)" % item for item in sorted(restored.items()))))
+        return 0
+
+    with _connect(app) as connection:
+        client = connection.default_channel.client
+        entries = _entries(client, args.key)
+        if args.command == "count":
+            print(len(entries))
+            return 0
+        if args.command == "list":
+            for _, entry in reversed(entries):
+                if args.json:
+                    print(json.dumps(entry, sort_keys=True))
+                else:
+                    print("%s  HTTP %s  statement %s  attempts %s  %s" % (
+                        entry.get("failed_at", "?"), entry.get("status"), statement_id(entry.get("statement")),
+                        entry.get("attempts", 1), excerpt(entry.get("answer", ""), 160)))
+            print("%d statement(s) in %s" % (len(entries), args.key), file=sys.stderr)
+            return 0
+        wanted = set(args.ids)
+        chosen = [(raw, entry) for raw, entry in entries
+                  if args.all or statement_id(entry.get("statement")) in wanted]
+        missing = wanted - {statement_id(entry.get("statement")) for _, entry in chosen}
+        for raw, entry in reversed(chosen):
+            if args.command == "replay":
+                if not isinstance(entry.get("statement"), dict):
+                    print("skipped an entry that holds no statement", file=sys.stderr)
+                    continue
+                task.apply_async((entry["statement"],),
+                                 headers={REPLAY_HEADER: entry.get("attempts", 1)})
+            client.lrem(args.key, 1, raw)
+            print("%s %s" % ("replayed" if args.command == "replay" else "dropped",
+                             statement_id(entry.get("statement"))))
+        for statement in sorted(missing):
+            print("not in %s: %s" % (args.key, statement), file=sys.stderr)
+        return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    # Run as `python -m xapi_delivery`: use the module that the Celery config imports, not a copy.
+    import xapi_delivery  # pylint: disable=import-self
+
+    logging.basicConfig(level=logging.INFO)
+    sys.exit(xapi_delivery.main())

@@ -1,0 +1,129 @@
+# -*- coding: utf-8 -*-
+# Copyright: Esup-Pod xAPI collection maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The pure logic of the worker's delivery hooks (roles/worker/files/xapi_delivery.py).
+
+What an LRS answer means for a statement, the per-node broker keys, the dead-letter record and the
+stand-in for `requests` inside Pod's task. The hooks themselves run for real on the lab's worker
+(molecule/faults).
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import json
+import types
+from pathlib import Path
+
+import pytest
+
+PATH = Path(__file__).resolve().parents[3] / "roles" / "worker" / "files" / "xapi_delivery.py"
+SPEC = importlib.util.spec_from_file_location("xapi_delivery", PATH)
+xapi_delivery = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(xapi_delivery)
+
+LRS_URL = "http://lrs:8100/xAPI/statements/"
+
+
+@pytest.mark.parametrize("status", [200, 204, 409])
+def test_stored_and_already_stored_are_delivered(status):
+    assert xapi_delivery.verdict(status) == xapi_delivery.DELIVERED
+
+
+@pytest.mark.parametrize("status", [401, 403, 408, 425, 429, 500, 502, 503, 504])
+def test_answers_that_can_change_are_retried(status):
+    assert xapi_delivery.verdict(status) == xapi_delivery.RETRY
+
+
+@pytest.mark.parametrize("status", [301, 400, 404, 405, 410, 413, 415, 422])
+def test_other_answers_are_dead_letters(status):
+    assert xapi_delivery.verdict(status) == xapi_delivery.DEAD
+
+
+def test_each_node_has_keys_of_its_own():
+    one = xapi_delivery.transport_options(600, node="xapi@encoding")
+    two = xapi_delivery.transport_options(600, node="xapi@encoding2")
+    assert one["visibility_timeout"] == 600
+    assert one["unacked_key"] == "unacked:xapi@encoding"
+    assert one["unacked_index_key"] == "unacked_index:xapi@encoding"
+    assert set(one.values()).isdisjoint(set(two.values()) - {600})
+
+
+def test_without_a_node_the_keys_are_kombus(monkeypatch):
+    monkeypatch.delenv("XAPI_WORKER_NODE", raising=False)
+    assert xapi_delivery.transport_options(600) == {"visibility_timeout": 600}
+    monkeypatch.setenv("XAPI_WORKER_NODE", "xapi@encoding")
+    assert xapi_delivery.transport_options(600)["unacked_key"] == "unacked:xapi@encoding"
+
+
+def test_dead_letter_record_keeps_the_statement_and_the_answer():
+    now = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.timezone.utc)
+    record = json.loads(xapi_delivery.dead_letter_record(
+        {"id": "abc", "verb": {}}, 400, "bad\n statement " + "x" * 2000, "task-1", "xapi@encoding", 2, now))
+    assert record["statement"] == {"id": "abc", "verb": {}}
+    assert record["status"] == 400 and record["attempts"] == 2
+    assert record["failed_at"] == "2026-11-27T12:00:00+00:00"
+    assert record["answer"].startswith("bad statement x") and len(record["answer"]) == 1003
+
+
+class Answer(object):
+    def __init__(self, status, text="[]"):
+        self.status_code = status
+        self.text = text
+        self._content = text.encode()
+
+
+class Real(object):
+    """Stands for the requests module: records the calls, answers STATUS."""
+
+    def __init__(self, status):
+        self.status = status
+        self.calls = []
+        self.codes = types.SimpleNamespace(ok=200)
+
+    def post(self, url, *args, **kwargs):
+        self.calls.append((url, kwargs))
+        return Answer(self.status, '{"detail": "nope"}')
+
+
+def hooked(status, timeout=20):
+    kept = []
+    real = Real(status)
+    proxy = xapi_delivery.LRSRequests(real, LRS_URL, timeout, lambda *args: kept.append(args))
+    return real, proxy, kept
+
+
+def test_only_the_post_to_the_configured_lrs_is_judged():
+    real, proxy, kept = hooked(503)
+    answer = proxy.post("http://elsewhere/api", json={"id": "a"})
+    assert answer.status_code == 503 and kept == []
+    assert real.calls == [("http://elsewhere/api", {"json": {"id": "a"}})]
+    assert proxy.codes.ok == 200  # every other attribute is the real module's
+
+
+def test_a_temporary_answer_raises_for_the_autoretry_and_gets_a_timeout():
+    real, proxy, kept = hooked(503)
+    with pytest.raises(xapi_delivery.LRSTemporaryError, match="HTTP 503 for statement a"):
+        proxy.post(LRS_URL, json={"id": "a"})
+    assert real.calls[0][1]["timeout"] == 20 and kept == []
+
+
+def test_a_timeout_given_by_the_caller_wins():
+    real, proxy, _ = hooked(200)
+    proxy.post(LRS_URL, json={"id": "a"}, timeout=3)
+    assert real.calls[0][1]["timeout"] == 3
+
+
+def test_a_conflict_is_shown_to_pod_as_stored():
+    _, proxy, kept = hooked(409)
+    answer = proxy.post(LRS_URL, json={"id": "a"})
+    assert answer.status_code == 200 and answer._content == b'["a"]' and kept == []
+
+
+def test_a_refused_statement_is_kept_then_answered_as_is():
+    _, proxy, kept = hooked(400)
+    answer = proxy.post(LRS_URL, json={"id": "a"})
+    assert answer.status_code == 400
+    assert kept == [({"id": "a"}, 400, '{"detail": "nope"}')]
