@@ -29,14 +29,13 @@ def pod_of(via):
     return WORKER_USER, WORKER_DIR, WORKER_PYTHON
 
 
-_REMOTE = r"""
-import json, sys, uuid
-from pod.xapi.xapi_tasks import send_xapi_statement_task
+# A statement shaped like the ones Pod's view sends (video verbs, an Activity whose id is the video's
+# URL, video extensions); shared by every script that enqueues in the lab.
+STATEMENT = r"""
+import uuid
 
-count, tag = int(sys.argv[1]), sys.argv[2]
-ids = []
-for number in range(count):
-    statement = {
+def make_statement(number, tag):
+    return {
         "id": str(uuid.uuid4()),
         "actor": {"name": "viewer-%d" % number, "mbox": "mailto:viewer-%d@example.org" % number},
         "verb": {"id": "https://w3id.org/xapi/video/verbs/played", "display": {"en-US": "played"}},
@@ -49,22 +48,42 @@ for number in range(count):
         "context": {"extensions": {"https://w3id.org/xapi/video/extensions/session-id": tag}},
         "result": {"extensions": {"https://w3id.org/xapi/video/extensions/time": "%d.345" % number}},
     }
+"""
+
+_REMOTE = STATEMENT + r"""
+import json, sys
+from pod.xapi.xapi_tasks import send_xapi_statement_task
+
+count, tag = int(sys.argv[1]), sys.argv[2]
+ids = []
+for number in range(count):
+    statement = make_statement(number, tag)
     send_xapi_statement_task.delay(statement)
     ids.append(statement["id"])
 print(json.dumps(ids))
 """
 
 
+def run_in_pod(via, script, *args, **popen):
+    """Start SCRIPT (python source, through stdin) in the Pod of the lab host VIA (pod_of), with ARGS;
+    returns the Popen, text mode, stdin already written and closed."""
+    user, checkout, python = pod_of(via)
+    process = subprocess.Popen(
+        ["podman", "exec", "-i", "-u", user, "-w", checkout, lab.container(via), python, "-", *map(str, args)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    process.stdin.write(script)
+    process.stdin.close()
+    process.stdin = None  # written: communicate() must not touch it again
+    return process
+
+
 def enqueue(count, tag="test", via="frontal"):
     """Enqueue COUNT statements on the lab host VIA through Pod's task; returns their ids."""
-    user, checkout, python = pod_of(via)
-    done = subprocess.run(
-        ["podman", "exec", "-i", "-u", user, "-w", checkout, lab.container(via),
-         python, "-", str(count), tag],
-        input=_REMOTE, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-    if done.returncode != 0:
-        raise RuntimeError("enqueue on %s failed: %s" % (via, done.stderr.strip()[-2000:]))
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    process = run_in_pod(via, _REMOTE, count, tag)
+    out, err = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError("enqueue on %s failed: %s" % (via, err.strip()[-2000:]))
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def inspect(what, via="frontal", timeout=5, json_output=False):

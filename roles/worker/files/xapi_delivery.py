@@ -204,6 +204,56 @@ def install(task_name=TASK_NAME, timeout=None, dead_letter_key=DEAD_LETTER_KEY):
     return hook
 
 
+def keep_when_retry_fails(retry):
+    """Around Task.retry (task annotation "@retry"): when the retry cannot be published (the broker
+    is down or full), Celery rejects the message without requeue, which drops the statement. Ask for
+    a requeue instead: if the broker takes it, the statement is back in the queue; if not, the
+    message stays in the node's unacknowledged keys, which are restored later."""
+    from celery.exceptions import Reject
+
+    def wrapper(self, *args, **kwargs):
+        try:
+            return retry(self, *args, **kwargs)
+        except Reject as reject:
+            if reject.requeue:
+                raise
+            LOG.error("the retry of a statement could not be published (%s): the message is given back "
+                      "to the broker instead of being dropped", reject.reason)
+            raise Reject(reject.reason, requeue=True) from reject
+    return wrapper
+
+
+def is_out_of_memory(error):
+    """Whether a Redis error says the broker is at its maxmemory."""
+    return type(error).__name__ == "OutOfMemoryError" or "maxmemory" in str(error)
+
+
+def tolerate_full_broker():
+    """Let a node start and drain a broker at its memory limit.
+
+    kombu's Redis transport takes a lock (SET NX) before it restores old unacknowledged messages, at
+    start and every 100 s; a broker at maxmemory refuses it, and the node dies ("Unrecoverable
+    error") instead of taking messages, which is what frees memory. This skips that round instead;
+    the next one restores them.
+    """
+    from kombu.transport import redis as kombu_redis
+
+    original = kombu_redis.QoS.restore_visible
+    if getattr(original, "xapi_delivery", False):
+        return
+
+    def restore_visible(self, *args, **kwargs):
+        try:
+            return original(self, *args, **kwargs)
+        except Exception as error:  # pylint: disable=broad-except
+            if not is_out_of_memory(error):
+                raise
+            LOG.warning("the broker is at its memory limit: old unacknowledged messages are restored later")
+            return None
+    restore_visible.xapi_delivery = True
+    kombu_redis.QoS.restore_visible = restore_visible
+
+
 # restore_unacked ---------------------------------------------------------------------------------
 def _restore_tag(channel, client, hash_key, index_key, tag):
     """Move one unacknowledged message back to its queue, atomically (as kombu's restore_by_tag)."""
@@ -250,6 +300,39 @@ def restore_unacked(app, node, visibility_timeout, now=None):
     return restored
 
 
+def memory_full(client):
+    """(used, limit) when the broker is at its maxmemory, else None."""
+    info = client.info("memory")
+    used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+    return (used, limit) if limit and used >= limit else None
+
+
+def before_start(app, node):
+    """What the node's unit runs before the node starts (ExecStartPre). Returns the exit status.
+
+    1 (the node does not start; systemd tries again) while the broker is at its memory limit: a node
+    that took messages then could not record them as unacknowledged, and would lose them.
+    0 otherwise, once the node's unacknowledged messages are back in the queue; also when the broker
+    cannot be reached (the node itself waits for it).
+    """
+    timeout = (app.conf.broker_transport_options or {}).get("visibility_timeout", 3600)
+    try:
+        with _connect(app) as connection:
+            full = memory_full(connection.default_channel.client)
+        if full:
+            print("the broker is at its memory limit (%d of %d bytes used): %s waits before it takes any "
+                  "statement; give the broker room (see the worker role's README)" % (full[0], full[1], node))
+            return 1
+        restored = restore_unacked(app, node, timeout)
+    except Exception as error:  # pylint: disable=broad-except
+        print("could not restore the unacknowledged messages of %s now (%s: %s): the node starts, and the broker "
+              "gives them back after its visibility timeout" % (node, type(error).__name__, excerpt(str(error), 200)))
+        return 0
+    print("restored %d unacknowledged message(s) for %s%s" % (
+        sum(restored.values()), node, "".join(" (%s: %d)" % item for item in sorted(restored.items()))))
+    return 0
+
+
 # The admin command -----------------------------------------------------------------------------
 def _entries(client, key):
     entries = []
@@ -288,12 +371,7 @@ def main(argv=None):
     task = _task()
     app = task.app
     if args.command == "restore-unacked":
-        timeout = (app.conf.broker_transport_options or {}).get("visibility_timeout", 3600)
-        restored = restore_unacked(app, args.node, timeout)
-        print("restored %d unacknowledged message(s) for %s%s" % (
-            sum(restored.values()), args.node,
-            "".join(" (%s: %d)" % item for item in sorted(restored.items()))))
-        return 0
+        return before_start(app, args.node)
 
     with _connect(app) as connection:
         client = connection.default_channel.client

@@ -1,0 +1,462 @@
+"""Fault injection on the lab: statements sent through Pod's task while a fault happens, and what
+reached the LRS.
+
+Each fault sends a batch of statements from the frontal, exactly as Pod's view does
+(send_xapi_statement_task.delay), paced over a few seconds, and strikes once half of them are
+enqueued. It then waits (bounded) until the LRS holds every statement the broker accepted, and
+reports one row: sent (enqueues the broker accepted), stored (of those, found in the LRS by id),
+duplicates (deliveries beyond the first: the LRS's 409 answers, as the worker logs them, plus any
+id stored twice), the longest delay from enqueue to the LRS's own `stored` time, and notes.
+
+Everything is real: the lab's systemd hosts, Redis, the Celery worker, Ralph. tests/faults/run.py
+prints the table; molecule/faults asserts on the same rows.
+"""
+
+import datetime
+import json
+import queue
+import shlex
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+
+from . import lab, pod
+from .lrs import LRS
+
+WORKER_SERVICE = "celeryd-xapi"
+BROKER_SERVICE = "redis-server@xapi"
+LRS_SERVICE = "ralph-lrs"
+DEAD_LETTERS = "/usr/local/sbin/%s-dead-letters" % WORKER_SERVICE
+# Fault 10: room given to the broker above what it holds, and the fewest statements sent to fill it.
+BROKER_ROOM = 1536 * 1024
+BROKER_FILL = 1200
+# The worker role's default: the longest wait between two retries.
+RETRY_BACKOFF_MAX = 120
+
+_BATCH = pod.STATEMENT + r"""
+import json, sys, time
+from pod.xapi.xapi_tasks import send_xapi_statement_task
+
+count, spread, tag, bad = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+start, records = time.time(), []
+for number in range(count):
+    # The batch's own pace (COUNT statements over SPREAD seconds), as viewers send them.
+    pause = start + spread * number / count - time.time()
+    if pause > 0:
+        time.sleep(pause)
+    statement = make_statement(number, tag)
+    if number == bad:
+        statement["actor"] = {"name": "a viewer with no identifier"}  # the LRS refuses it
+    enqueued, error = time.time(), None
+    try:
+        send_xapi_statement_task.delay(statement)
+    except Exception as exc:  # what Pod's view would meet: the enqueue fails visibly
+        error = "%s: %s" % (type(exc).__name__, str(exc)[:200])
+    records.append([statement["id"], enqueued, error])
+    print("sent %d" % (number + 1), flush=True)
+print("RESULT " + json.dumps(records), flush=True)
+"""
+
+_HANG = r"""
+import socket, sys
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("0.0.0.0", int(sys.argv[1])))
+server.listen(128)
+held = []
+while True:
+    held.append(server.accept()[0])  # never read, never answer
+"""
+
+# A reverse proxy in maintenance: 502, 503 and 429 in turn, to every request.
+_STATUS = r"""
+import http.server, itertools, sys
+answers = itertools.cycle([502, 503, 429])
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        status = next(answers)
+        body = b"maintenance"
+        self.send_response(status)
+        if status == 429:
+            self.send_header("Retry-After", "5")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_GET = do_POST = do_PUT = answer
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+# Ralph's accounts with the worker's password replaced: the LRS side rotated the credentials.
+_ROTATE = r"""
+import json, sys, bcrypt
+path = sys.argv[1]
+accounts = json.load(open(path))
+for account in accounts:
+    account["hash"] = bcrypt.hashpw(b"rotated-on-the-LRS-side", bcrypt.gensalt()).decode()
+json.dump(accounts, open(path, "w"))
+"""
+
+
+@dataclass
+class Row:
+    """One fault's outcome."""
+
+    fault: str
+    title: str
+    sent: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    longest_delay: float = 0.0
+    refused_enqueues: int = 0
+    missing: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    expected_missing: int = 0  # statements the LRS refuses on purpose (fault 8)
+    details: dict = field(default_factory=dict)  # what a fault checks beyond the counts
+
+    @property
+    def ok(self):
+        """stored == sent, but for the statements the fault makes the LRS refuse on purpose."""
+        return self.stored == self.sent - self.expected_missing and len(self.missing) == self.expected_missing
+
+
+def encoding_hosts():
+    """The inventory's encoding hosts (group pod_encoding)."""
+    inventory = json.loads(lab._run_ansible([lab._tool("ansible-inventory"), "-i", str(lab.INVENTORY), "--list"]))  # pylint: disable=protected-access
+    return sorted(inventory.get("pod_encoding", {}).get("hosts", []))
+
+
+def run(host, command, check=True):
+    """A shell command as root on the lab host HOST; its result."""
+    result = lab.host(host).run(command)
+    if check:
+        assert result.rc == 0, "%s on %s: rc=%s %s" % (command, host, result.rc, result.stderr.strip()[-500:])
+    return result
+
+
+class Batch:
+    """COUNT statements enqueued on the frontal over SPREAD seconds; BAD: the index of one malformed."""
+
+    def __init__(self, count, spread, tag, bad=-1):
+        self.count = count
+        self.lines = queue.Queue()
+        self.process = pod.run_in_pod("frontal", _BATCH, count, spread, tag, bad)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.sent = 0
+        self.records = None
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.put(line.strip())
+        self.lines.put(None)
+
+    def _next(self, deadline):
+        line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        if line is None:
+            raise RuntimeError("the batch stopped: %s" % self.process.stderr.read()[-2000:])
+        if line.startswith("sent "):
+            self.sent = int(line.split()[1])
+        elif line.startswith("RESULT "):
+            self.records = json.loads(line[7:])
+        return line
+
+    def wait_sent(self, number, timeout=120):
+        """Wait until NUMBER statements have been enqueued (or tried)."""
+        deadline = time.monotonic() + timeout
+        while self.sent < number and self.records is None:
+            self._next(deadline)
+
+    def result(self, timeout=600):
+        """[(id, enqueued at, error or None)] once the batch is over."""
+        deadline = time.monotonic() + timeout
+        while self.records is None:
+            self._next(deadline)
+        self.process.wait(timeout=30)
+        return self.records
+
+
+class Lab:
+    """The lab's parts that the faults act on."""
+
+    def __init__(self, outage=60.0):
+        self.outage = outage
+        self.lrs = LRS(via="lrs")
+        self.port = int(lab.var("lrs", "lab_lrs_port"))
+        self.encoding = encoding_hosts()
+        self.first = self.encoding[0]
+        self.broker_port = int(lab.var("frontal", "xapi_broker_port")) if "xapi_broker_port" in lab.host_vars("frontal") else 6380
+        self.broker_password = lab.var("frontal", "xapi_broker_password")
+        self.broker_db = int(lab.var("frontal", "xapi_broker_db")) if "xapi_broker_db" in lab.host_vars("frontal") else 6
+
+    # waits ------------------------------------------------------------------------------------
+    def nodes_active(self):
+        for host in self.encoding:
+            lab.until("the worker's nodes on %s run" % host,
+                      lambda host=host: run(host, "/etc/init.d/%s status" % WORKER_SERVICE, check=False).rc == 0, 120)
+
+    def lrs_back(self):
+        lab.until("Ralph answers again", lambda: self.lrs.heartbeat()[0] == 200, 60)
+
+    # the LRS stood in for by a script listening on its port ------------------------------------
+    def replace_lrs(self, script, name):
+        run("lrs", "systemctl stop %s" % LRS_SERVICE)
+        subprocess.run(["podman", "exec", "-d", lab.container("lrs"), "python3", "-c", script, str(self.port), name],
+                       check=True, stdout=subprocess.DEVNULL)
+        lab.until("the stand-in LRS listens",
+                  lambda: lab.host("lrs").socket("tcp://0.0.0.0:%s" % self.port).is_listening, 30)
+
+    def restore_lrs(self, name):
+        # [x]: the pattern does not match the shell that runs pkill.
+        run("lrs", "pkill -f %s || true" % shlex.quote(name[:-1] + "[" + name[-1] + "]"))
+        lab.until("the stand-in LRS is gone",
+                  lambda: not lab.host("lrs").socket("tcp://0.0.0.0:%s" % self.port).is_listening, 30)
+        run("lrs", "systemctl start %s" % LRS_SERVICE)
+        self.lrs_back()
+
+    # the broker, as the frontal's root sees it ------------------------------------------------
+    def broker(self, command):
+        """redis-cli COMMAND on the broker; its output."""
+        return run("frontal", "REDISCLI_AUTH=%s redis-cli -p %d -n %d %s" % (
+            shlex.quote(self.broker_password), self.broker_port, self.broker_db, command)).stdout
+
+    # what the worker logged -------------------------------------------------------------------
+    def conflicts(self, ids):
+        """How many 409 answers (statement already stored) the worker logged for these ids."""
+        wanted, count = set(ids), 0
+        for host in self.encoding:
+            out = run(host, "grep -h 'already stored or accepted' /var/log/%s/*.log || true" % WORKER_SERVICE).stdout
+            count += sum(1 for line in out.splitlines() if any(part in wanted for part in line.split()))
+        return count
+
+    def dead_letters(self):
+        out = run(self.first, "%s list --json" % DEAD_LETTERS).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def _parse_time(text):
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def settle(lab_, row, records, since, timeout):
+    """Wait (bounded by TIMEOUT) until the LRS holds every accepted statement but the expected missing;
+    fill ROW."""
+    accepted = {sid: when for sid, when, error in records if error is None}
+    row.sent += len(accepted)
+    row.refused_enqueues += sum(1 for _sid, _when, error in records if error is not None)
+    deadline = time.monotonic() + timeout
+    while True:
+        stored = {}
+        duplicates = 0
+        for statement in lab_.lrs.statements(since=since):
+            if statement["id"] in accepted:
+                duplicates += statement["id"] in stored
+                stored[statement["id"]] = statement
+        missing = [sid for sid in accepted if sid not in stored]
+        if len(missing) <= row.expected_missing or time.monotonic() >= deadline:
+            break
+        time.sleep(2)  # polling interval of a bounded wait for the LRS to hold them
+    row.stored += len(stored)
+    row.missing += missing
+    row.duplicates += duplicates + lab_.conflicts(accepted)
+    delays = [_parse_time(s["stored"]) - accepted[sid] for sid, s in stored.items()]
+    row.longest_delay = max([row.longest_delay] + delays)
+    return row
+
+
+# The faults -------------------------------------------------------------------------------------
+def _during(lab_, row, count, spread, inject, heal, hold=0.0, bad=-1):
+    """A batch with a fault from its middle: INJECT once half is enqueued, HEAL after HOLD seconds."""
+    since = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    batch = Batch(count, spread, row.fault, bad)
+    batch.wait_sent(count // 2)
+    inject()
+    if hold:
+        time.sleep(hold)  # the fault's duration: what is measured is how the pipeline lives through it
+    heal()
+    records = batch.result()
+    return settle(lab_, row, records, since, timeout=hold + 2 * RETRY_BACKOFF_MAX + 120)
+
+
+def worker_killed(lab_, count, spread):
+    row = Row("worker-killed", "the worker's main process SIGKILLed")
+    unit = "%s@xapi.service" % WORKER_SERVICE
+    before = run(lab_.first, "systemctl show -p MainPID --value %s" % unit).stdout.strip()
+
+    def inject():
+        run(lab_.first, "systemctl kill --signal=SIGKILL --kill-whom=main %s" % unit)
+
+    def heal():
+        lab.until("the node restarts", lambda: run(lab_.first, "systemctl show -p MainPID --value %s" % unit,
+                                                   check=False).stdout.strip() not in ("", "0", before), 60)
+        lab_.nodes_active()
+    _during(lab_, row, count, spread, inject, heal)
+    restored = run(lab_.first, "journalctl -u %s --since '-10min' -o cat | grep 'restored' | tail -1 || true" % unit).stdout.strip()
+    row.notes.append(restored or "no restore line")
+    return row
+
+
+def host_rebooted(lab_, count, spread):
+    row = Row("host-rebooted", "the encoding host rebooted")
+
+    def inject():
+        subprocess.run(["podman", "restart", "-t", "10", lab.container(lab_.first)], check=True,
+                       stdout=subprocess.DEVNULL)
+
+    def heal():
+        subprocess.run([str(lab.REPO_ROOT / "tests" / "lab" / "labctl"), "wait", lab.lab_name(), lab_.first],
+                       check=True, stdout=subprocess.DEVNULL)
+        lab_.nodes_active()
+    return _during(lab_, row, count, spread, inject, heal)
+
+
+def broker_restarted(lab_, count, spread):
+    row = Row("broker-restarted", "the broker restarted")
+    _during(lab_, row, count, spread, lambda: run("frontal", "systemctl restart %s" % BROKER_SERVICE), lambda: None)
+    return row
+
+
+def lrs_refusing(lab_, count, spread):
+    row = Row("lrs-refusing", "the LRS refusing connections for %d s" % lab_.outage)
+    return _during(lab_, row, count, spread, lambda: run("lrs", "systemctl stop %s" % LRS_SERVICE),
+                   lambda: (run("lrs", "systemctl start %s" % LRS_SERVICE), lab_.lrs_back()), lab_.outage)
+
+
+def lrs_hanging(lab_, count, spread):
+    row = Row("lrs-hanging", "the LRS accepting connections and never answering, %d s" % lab_.outage)
+    return _during(lab_, row, count, spread, lambda: lab_.replace_lrs(_HANG, "lab-fault-hang"),
+                   lambda: lab_.restore_lrs("lab-fault-hang"), lab_.outage)
+
+
+def lrs_5xx(lab_, count, spread):
+    row = Row("lrs-502-503-429", "the LRS answering 502, 503 and 429 for %d s" % lab_.outage)
+    return _during(lab_, row, count, spread, lambda: lab_.replace_lrs(_STATUS, "lab-fault-status"),
+                   lambda: lab_.restore_lrs("lab-fault-status"), lab_.outage)
+
+
+def lrs_401(lab_, count, spread):
+    row = Row("lrs-401", "the LRS answering 401 (credentials rotated) for %d s" % lab_.outage)
+    auth = "/var/lib/ralph/auth.json"
+    started = []
+
+    def inject():
+        started.append(time.monotonic())
+        run("lrs", "cp -p %s %s.lab-fault && /opt/ralph/venv/bin/python -c %s %s && systemctl restart %s"
+            % (auth, auth, shlex.quote(_ROTATE), auth, LRS_SERVICE))
+        lab_.lrs_back()
+        # The admin's check names the problem while it lasts.
+        row.details["check_rc"], out = lab.run_playbook("playbooks/verify.yml", "--limit", lab_.first)
+        row.details["check_named_credentials"] = "LRS refused the credentials" in out
+
+    def heal():
+        time.sleep(max(0.0, lab_.outage - (time.monotonic() - started[0])))  # the rest of the fault's duration
+        run("lrs", "mv %s.lab-fault %s && systemctl restart %s" % (auth, auth, LRS_SERVICE))
+        lab_.lrs_back()
+    _during(lab_, row, count, spread, inject, heal)
+    row.notes.append("xapi_check during the fault: rc=%s, %s" % (
+        row.details["check_rc"], "names 'LRS refused the credentials'" if row.details["check_named_credentials"]
+        else "does NOT name the credentials"))
+    return row
+
+
+def lrs_refuses_one(lab_, count, spread):
+    row = Row("lrs-refuses-one", "the LRS refusing one malformed statement", expected_missing=1)
+    before = {letter["statement"]["id"] for letter in lab_.dead_letters()}
+    _during(lab_, row, count, spread, lambda: None, lambda: None, bad=count // 2)
+    kept = [letter for letter in lab_.dead_letters() if letter["statement"]["id"] not in before]
+    row.details["dead_letters"] = [letter["statement"]["id"] for letter in kept]
+    if kept:
+        row.notes.append("the missing one refused with HTTP %s, kept in the dead-letter list" % kept[0]["status"])
+        # What the README tells the admin: replay it (here the LRS refuses it again), then drop it.
+        wanted = kept[0]["statement"]["id"]
+        run(lab_.first, "%s replay %s" % (DEAD_LETTERS, wanted))
+        again = lab.until("the replayed statement is refused again", lambda: [
+            letter for letter in lab_.dead_letters()
+            if letter["statement"]["id"] == wanted and letter.get("attempts") == 2], 120)
+        row.details["replayed_attempts"] = again[0]["attempts"]
+        run(lab_.first, "%s drop %s" % (DEAD_LETTERS, wanted))
+        row.details["left_after_drop"] = [letter["statement"]["id"] for letter in lab_.dead_letters()
+                                          if letter["statement"]["id"] == wanted]
+        row.notes.append("replayed: refused again (attempts 2); dropped")
+    return row
+
+
+def network_cut(lab_, count, spread):
+    row = Row("network-cut", "the network between the encoding host and the LRS cut for %d s" % lab_.outage)
+    pid = subprocess.run(["podman", "inspect", "-f", "{{.State.Pid}}", lab.container(lab_.first)], check=True,
+                         text=True, stdout=subprocess.PIPE).stdout.strip()
+    address = run(lab_.first, "getent hosts lrs | cut -d' ' -f1").stdout.split()[0]
+    rules = [["OUTPUT", "-d", address, "-j", "DROP"], ["INPUT", "-s", address, "-j", "DROP"]]
+
+    def iptables(action):
+        for rule in rules:
+            subprocess.run(["nsenter", "-t", pid, "-n", "iptables", action, *rule], check=True)
+    return _during(lab_, row, count, spread, lambda: iptables("-I"), lambda: iptables("-D"), lab_.outage)
+
+
+def broker_full(lab_, count, spread):
+    row = Row("broker-full", "the broker at its memory limit")
+    unit = "%s@xapi.service" % WORKER_SERVICE
+    run(lab_.first, "systemctl stop %s.service" % WORKER_SERVICE)
+    limit = lab_.broker("CONFIG GET maxmemory").split()[1]
+    used = int(next(line.split(":")[1] for line in lab_.broker("INFO memory").splitlines()
+                    if line.startswith("used_memory:")))
+    # 1.5 MB of room above what the broker holds now: a few hundred of Pod's messages, far more than
+    # the clients' own buffers. The batch is large enough to fill it.
+    lab_.broker("CONFIG SET maxmemory %d" % (used + BROKER_ROOM))
+    try:
+        since = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        records = Batch(max(count, BROKER_FILL), spread, row.fault).result()
+        refused = [error for _sid, _when, error in records if error]
+        accepted = len(records) - len(refused)
+        row.details["refused_enqueues"] = len(refused)
+        row.notes.append("%d enqueue(s) refused by the full broker%s" % (
+            len(refused), (" (%s)" % refused[0][:50]) if refused else ""))
+        # A node started at the limit: kombu's own bookkeeping writes are refused too.
+        # (systemd counts the automatic restarts from 0 again at a manual start.)
+        run(lab_.first, "systemctl start %s.service" % WORKER_SERVICE)
+        lab.until("the node has tried to start at the limit", lambda: int(run(
+            lab_.first, "systemctl show -p NRestarts --value %s" % unit).stdout.strip() or 0) >= 1, 120)
+        queued = int(lab_.broker("LLEN xapi").strip())
+        row.details["queued_at_limit"], row.details["accepted"] = queued, accepted
+        row.notes.append("the node waits while the broker is full (%d of %d still queued)" % (queued, accepted))
+        # The admin's remedy (README): give the broker room again; the nodes then drain the queue.
+        lab_.broker("CONFIG SET maxmemory %s" % limit)
+        lab_.nodes_active()
+        settle(lab_, row, records, since, timeout=2 * RETRY_BACKOFF_MAX + 120)
+        since = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        after = Batch(max(5, count // 10), 1, row.fault + "-after").result()
+        row.details["refused_after_drain"] = sum(1 for _sid, _when, error in after if error)
+        row.notes.append("with room again: %d of %d enqueued" % (len(after) - row.details["refused_after_drain"], len(after)))
+        settle(lab_, row, after, since, timeout=120)
+    finally:
+        lab_.broker("CONFIG SET maxmemory %s" % limit)
+        run(lab_.first, "systemctl start %s.service" % WORKER_SERVICE)
+    return row
+
+
+FAULTS = [worker_killed, host_rebooted, broker_restarted, lrs_refusing, lrs_hanging, lrs_5xx, lrs_401,
+          lrs_refuses_one, network_cut, broker_full]
+
+
+def by_name():
+    """{fault function name: function}."""
+    return {fault.__name__: fault for fault in FAULTS}
+
+
+def table(rows):
+    """The report: one line per fault."""
+    lines = ["%-3s %-18s | %5s | %6s | %10s | %13s | %s" % ("#", "fault", "sent", "stored", "duplicates",
+                                                            "longest delay", "notes")]
+    lines.append("-" * 110)
+    for number, row in enumerate(rows, 1):
+        lines.append("%-3s %-18s | %5d | %6d | %10d | %11.1f s | %s" % (
+            number, row.fault, row.sent, row.stored, row.duplicates, row.longest_delay,
+            "; ".join(row.notes + (["missing: %s" % ", ".join(row.missing[:3])] if len(row.missing) > row.expected_missing else []))))
+    return "\n".join(lines)
