@@ -14,7 +14,7 @@ export PATH="$project/.venv/bin:$PATH"
 export CONTAINERS_CONF="$project/tests/lab/containers.conf"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
 
-scenarios=${MOLECULE_SCENARIOS:-"default debian13 all_in_one xapi_check scale_out"}
+scenarios=${MOLECULE_SCENARIOS:-"default debian13 all_in_one xapi_check scale_out faults"}
 stages=${*:-"yamllint ansible-lint sanity units molecule"}
 
 # ansible-test needs the collection at .../ansible_collections/esup_pod/xapi: copy the tracked and

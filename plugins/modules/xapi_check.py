@@ -38,10 +38,10 @@ description:
   - On failure, RV(msg) names the broken links, in pipeline order, joined by C(; ).
     The messages are C(broker unreachable at HOST:PORT), C(broker refused the password),
     C(no worker consumes queue QUEUE), "only N worker(s) consume queue QUEUE, expected at least M",
-    C(backlog N exceeds M),
-    "N statement(s) refused by the LRS wait in KEY (more than M): list and replay them",
+    C(backlog N exceeds M), the dead letters' message (next item),
     C(LRS unreachable at URL), C(LRS refused the credentials),
     C(LRS answered HTTP STATUS at URL) and C(probe not stored within N s).
+  - 'The dead letters'' message is C(N statement(s\) refused by the LRS wait in KEY (more than M\): list and replay them).'
   - The broker's password never appears in the output; URLs are shown as C(redis://:********@host:6380/6).
   - "B(Where it runs): on an encoding host (group C(pod_encoding)), with C(ansible_python_interpreter)
     set to the Celery worker's virtualenv python, for example
@@ -130,7 +130,7 @@ options:
   dead_letter_key:
     description:
       - The Redis list, on the broker of O(broker_url), where the worker keeps the statements the
-        LRS refused (the worker role's O(worker_dead_letter_key)).
+        LRS refused (the worker role's C(worker_dead_letter_key)).
     type: str
     default: xapi.dead-letters
   max_dead_letters:
@@ -687,7 +687,7 @@ def main():
             consumer_retries=dict(type="int", default=2),
             consumer_delay=dict(type="float", default=2.0),
             max_backlog=dict(type="int", default=1000),
-            dead_letter_key=dict(type="str", default=DEAD_LETTER_KEY),
+            dead_letter_key=dict(type="str", default=DEAD_LETTER_KEY, no_log=False),
             max_dead_letters=dict(type="int", default=0),
             probe=dict(type="bool", default=True),
             probe_timeout=dict(type="float", default=30.0),

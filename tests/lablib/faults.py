@@ -31,8 +31,11 @@ DEAD_LETTERS = "/usr/local/sbin/%s-dead-letters" % WORKER_SERVICE
 # Fault 10: room given to the broker above what it holds, and the fewest statements sent to fill it.
 BROKER_ROOM = 1536 * 1024
 BROKER_FILL = 1200
-# The worker role's default: the longest wait between two retries.
+# The worker role's defaults: the longest wait between two retries; the visibility timeout, after
+# which kombu (every 100 s) gives back a message whose acknowledgement was lost.
 RETRY_BACKOFF_MAX = 120
+VISIBILITY_TIMEOUT = 300
+RESTORE_PERIOD = 100
 
 _BATCH = pod.STATEMENT + r"""
 import json, sys, time
@@ -118,6 +121,7 @@ class Row:
     missing: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     expected_missing: int = 0  # statements the LRS refuses on purpose (fault 8)
+    bound: float = 0.0  # the longest delay the README promises for this fault
     details: dict = field(default_factory=dict)  # what a fault checks beyond the counts
 
     @property
@@ -201,6 +205,13 @@ class Lab:
             lab.until("the worker's nodes on %s run" % host,
                       lambda host=host: run(host, "/etc/init.d/%s status" % WORKER_SERVICE, check=False).rc == 0, 120)
 
+    def fresh_store(self):
+        """Empty Ralph's store: its fs backend slows down as its files grow, and each fault should
+        meet the same LRS."""
+        run("lrs", "systemctl stop %s && rm -f /var/lib/ralph/fs_lrs.jsonl /var/lib/ralph/history.json"
+                   " && systemctl start %s" % (LRS_SERVICE, LRS_SERVICE))
+        self.lrs_back()
+
     def lrs_back(self):
         lab.until("Ralph answers again", lambda: self.lrs.heartbeat()[0] == 200, 60)
 
@@ -261,7 +272,7 @@ def settle(lab_, row, records, since, timeout):
         missing = [sid for sid in accepted if sid not in stored]
         if len(missing) <= row.expected_missing or time.monotonic() >= deadline:
             break
-        time.sleep(2)  # polling interval of a bounded wait for the LRS to hold them
+        time.sleep(3)  # polling interval of a bounded wait for the LRS to hold them
     row.stored += len(stored)
     row.missing += missing
     row.duplicates += duplicates + lab_.conflicts(accepted)
@@ -272,7 +283,10 @@ def settle(lab_, row, records, since, timeout):
 
 # The faults -------------------------------------------------------------------------------------
 def _during(lab_, row, count, spread, inject, heal, hold=0.0, bad=-1):
-    """A batch with a fault from its middle: INJECT once half is enqueued, HEAL after HOLD seconds."""
+    """A batch with a fault from its middle: INJECT once half is enqueued, HEAL after HOLD seconds.
+    The delay bound: the fault's duration + the longest backoff + a minute to catch up, unless the
+    fault set its own."""
+    row.bound = row.bound or (lab_.outage + RETRY_BACKOFF_MAX + 60)
     since = datetime.datetime.now(datetime.timezone.utc).isoformat()
     batch = Batch(count, spread, row.fault, bad)
     batch.wait_sent(count // 2)
@@ -281,7 +295,7 @@ def _during(lab_, row, count, spread, inject, heal, hold=0.0, bad=-1):
         time.sleep(hold)  # the fault's duration: what is measured is how the pipeline lives through it
     heal()
     records = batch.result()
-    return settle(lab_, row, records, since, timeout=hold + 2 * RETRY_BACKOFF_MAX + 120)
+    return settle(lab_, row, records, since, timeout=max(row.bound, hold + RETRY_BACKOFF_MAX) + 120)
 
 
 def worker_killed(lab_, count, spread):
@@ -317,7 +331,9 @@ def host_rebooted(lab_, count, spread):
 
 
 def broker_restarted(lab_, count, spread):
-    row = Row("broker-restarted", "the broker restarted")
+    # An acknowledgement sent while the broker is down is lost: that statement (already posted) comes
+    # back after the visibility timeout, as a 409 duplicate.
+    row = Row("broker-restarted", "the broker restarted", bound=VISIBILITY_TIMEOUT + RESTORE_PERIOD + 60)
     _during(lab_, row, count, spread, lambda: run("frontal", "systemctl restart %s" % BROKER_SERVICE), lambda: None)
     return row
 
@@ -429,7 +445,7 @@ def broker_full(lab_, count, spread):
         # The admin's remedy (README): give the broker room again; the nodes then drain the queue.
         lab_.broker("CONFIG SET maxmemory %s" % limit)
         lab_.nodes_active()
-        settle(lab_, row, records, since, timeout=2 * RETRY_BACKOFF_MAX + 120)
+        settle(lab_, row, records, since, timeout=RETRY_BACKOFF_MAX + 180)
         since = datetime.datetime.now(datetime.timezone.utc).isoformat()
         after = Batch(max(5, count // 10), 1, row.fault + "-after").result()
         row.details["refused_after_drain"] = sum(1 for _sid, _when, error in after if error)

@@ -380,7 +380,7 @@ def main(argv=None):
             print(len(entries))
             return 0
         if args.command == "list":
-            for _, entry in reversed(entries):
+            for _raw, entry in reversed(entries):
                 if args.json:
                     print(json.dumps(entry, sort_keys=True))
                 else:
@@ -392,7 +392,7 @@ def main(argv=None):
         wanted = set(args.ids)
         chosen = [(raw, entry) for raw, entry in entries
                   if args.all or statement_id(entry.get("statement")) in wanted]
-        missing = wanted - {statement_id(entry.get("statement")) for _, entry in chosen}
+        missing = wanted - {statement_id(entry.get("statement")) for _raw, entry in chosen}
         for raw, entry in reversed(chosen):
             if args.command == "replay":
                 if not isinstance(entry.get("statement"), dict):

@@ -111,19 +111,19 @@ def test_a_temporary_answer_raises_for_the_autoretry_and_gets_a_timeout():
 
 
 def test_a_timeout_given_by_the_caller_wins():
-    real, proxy, _ = hooked(200)
+    real, proxy, _kept = hooked(200)
     proxy.post(LRS_URL, json={"id": "a"}, timeout=3)
     assert real.calls[0][1]["timeout"] == 3
 
 
 def test_a_conflict_is_shown_to_pod_as_stored():
-    _, proxy, kept = hooked(409)
+    _real, proxy, kept = hooked(409)
     answer = proxy.post(LRS_URL, json={"id": "a"})
     assert answer.status_code == 200 and answer._content == b'["a"]' and kept == []
 
 
 def test_a_refused_statement_is_kept_then_answered_as_is():
-    _, proxy, kept = hooked(400)
+    _real, proxy, kept = hooked(400)
     answer = proxy.post(LRS_URL, json={"id": "a"})
     assert answer.status_code == 400
     assert kept == [({"id": "a"}, 400, '{"detail": "nope"}')]

@@ -1,0 +1,59 @@
+"""Zero statements lost: each fault of tests/lablib/faults.py on the converged lab, with CI's N.
+
+The rule for every fault: the LRS holds every statement the broker accepted (stored == sent), but
+the one malformed statement of fault 8, which is kept as a dead letter instead. The longest delay
+stays within the bound the README states: the fault's duration plus the longest retry backoff plus
+a minute to catch up (the visibility timeout for a broker restart). Each fault also checks what it is about (the restore after a kill, the check
+naming rotated credentials, the dead letter and its replay, the full broker refusing enqueues).
+"""
+
+import os
+
+import pytest
+
+from lablib import faults, lab
+
+COUNT = int(os.environ.get("FAULTS_COUNT", "40"))
+SPREAD = float(os.environ.get("FAULTS_SPREAD", "4"))
+OUTAGE = float(os.environ.get("FAULTS_OUTAGE", "15"))
+
+
+@pytest.fixture(scope="module")
+def lab_():
+    return faults.Lab(outage=OUTAGE)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return []
+
+
+@pytest.mark.parametrize("fault", faults.FAULTS, ids=[fault.__name__ for fault in faults.FAULTS])
+def test_no_statement_is_lost(lab_, rows, fault):
+    lab_.fresh_store()
+    row = fault(lab_, COUNT, SPREAD)
+    rows.append(row)
+    print(faults.table([row]))
+    # Every enqueue was either accepted or refused visibly (an exception in Pod's view).
+    assert row.sent > 0 and row.sent + row.refused_enqueues >= COUNT, row
+    assert row.ok, "stored %d of %d sent; missing %s" % (row.stored, row.sent, row.missing[:5])
+    if row.bound:
+        assert row.longest_delay <= row.bound, "longest delay %.1f s exceeds %.0f s" % (row.longest_delay, row.bound)
+
+    if fault is faults.worker_killed:
+        assert row.notes and row.notes[0].startswith("restored "), row.notes
+    if fault is faults.lrs_401:
+        assert row.details["check_rc"] != 0 and row.details["check_named_credentials"], row.notes
+    if fault is faults.lrs_refuses_one:
+        assert row.details["dead_letters"] == row.missing and len(row.missing) == 1, row.details
+        assert row.details["replayed_attempts"] == 2 and row.details["left_after_drop"] == [], row.details
+    if fault is faults.broker_full:
+        assert row.details["refused_enqueues"] > 0, row.notes
+        assert row.details["queued_at_limit"] == row.details["accepted"], row.notes
+        assert row.details["refused_after_drain"] == 0, row.notes
+
+
+def test_the_check_passes_once_the_faults_are_over(rows):
+    assert len(rows) == len(faults.FAULTS), "some faults did not run"
+    rc, out = lab.run_playbook("playbooks/verify.yml")
+    assert rc == 0, out[-3000:]
