@@ -46,6 +46,7 @@ def test_no_statement_is_lost(lab_, rows, fault):
         assert row.details["check_rc"] != 0 and row.details["check_named_credentials"], row.notes
     if fault is faults.lrs_refuses_one:
         assert row.details["dead_letters"] == row.missing and len(row.missing) == 1, row.details
+        assert row.details["check_rc"] != 0 and row.details["check_named_dead_letters"], row.details
         assert row.details["replayed_attempts"] == 2 and row.details["left_after_drop"] == [], row.details
     if fault is faults.broker_full:
         assert row.details["refused_enqueues"] > 0, row.notes

@@ -132,11 +132,13 @@ def test_healthy_pipeline_delivers_the_probe():
     result = run.result
     assert result["changed"] is True  # the probe added one statement to the LRS
     assert result["msg"].startswith("xAPI pipeline healthy"), run
-    assert [c["status"] for c in result["checks"]] == ["ok"] * 6
+    assert [c["name"] for c in result["checks"]] == [
+        "broker", "consumers", "backlog", "dead_letters", "lrs", "credentials", "probe"]
+    assert [c["status"] for c in result["checks"]] == ["ok"] * 7
     assert result["broker"]["reachable"] is True and result["broker"]["authenticated"] is True
     assert result["broker"]["url"].startswith("redis://:********@")
     assert result["consumer_count"] >= 1 and all("@" in node for node in result["consumers"])
-    assert result["backlog"] == 0
+    assert result["backlog"] == 0 and result["dead_letters"] == 0
     assert result["lrs"]["status"] == 200 and result["lrs"]["credentials"] is True
     probe = result["probe"]
     assert probe["stored"] is True and probe["enqueued"] is True
