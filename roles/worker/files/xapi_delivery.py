@@ -32,6 +32,7 @@ LOG = logging.getLogger("xapi_delivery")
 TASK_NAME = "pod.xapi.xapi_tasks.send_xapi_statement_task"
 DEAD_LETTER_KEY = "xapi.dead-letters"
 UNACKED_PREFIX = "unacked"
+INFLIGHT_PREFIX = "inflight"
 NODE_ENV = "XAPI_WORKER_NODE"
 # A replayed statement carries its earlier attempts in this message header.
 REPLAY_HEADER = "xapi_dead_letter_attempts"
@@ -74,6 +75,11 @@ def statement_id(statement):
     return str(statement.get("id", "-")) if isinstance(statement, dict) else "-"
 
 
+def inflight_key(node, source):
+    """The list where a node's message waits between the broker and the node's unacknowledged keys."""
+    return "%s:%s:%s" % (INFLIGHT_PREFIX, node, source)
+
+
 def node_keys(node, prefix=UNACKED_PREFIX):
     """The broker keys that hold the unacknowledged messages of one node (kombu's Redis QoS)."""
     return {
@@ -90,6 +96,8 @@ def transport_options(visibility_timeout, node=None):
     node = node if node is not None else os.environ.get(NODE_ENV, "")
     if node:
         options.update(node_keys(node))
+        # One list per queue (Pod sends no priority): what atomic_consume() moves from.
+        options["priority_steps"] = [0]
     return options
 
 
@@ -254,6 +262,68 @@ def tolerate_full_broker():
     kombu_redis.QoS.restore_visible = restore_visible
 
 
+def atomic_consume():
+    """Take each message with BLMOVE into the node's in-flight list instead of BRPOP.
+
+    kombu's Redis transport pops a message (BRPOP) and records it as unacknowledged in a second
+    command. The reply of BRPOP can wait in the socket while the node does other work: a node killed
+    then loses the messages Redis already gave it. Here Redis moves the message atomically into the
+    list inflight:<node>:<queue>; once kombu has recorded it, the node removes it from there; and
+    restore_unacked() puts back whatever a dead node left in it. Used for a node (XAPI_WORKER_NODE)
+    that consumes one list (one queue, priority_steps [0]); otherwise kombu's BRPOP runs unchanged.
+    """
+    from kombu.transport import redis as kombu_redis
+    from kombu.utils.encoding import bytes_to_str
+    from kombu.utils.json import loads
+
+    channel_class = kombu_redis.Channel
+    if getattr(channel_class._brpop_start, "xapi_delivery", False):  # pylint: disable=protected-access
+        return
+    original_start = channel_class._brpop_start  # pylint: disable=protected-access
+    original_read = channel_class._brpop_read  # pylint: disable=protected-access
+
+    def _brpop_start(self, timeout=1):
+        node = os.environ.get(NODE_ENV, "")
+        self.xapi_move = None
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return None
+        keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
+        if not node or len(keys) != 1 or self.global_keyprefix:
+            return original_start(self, timeout)
+        self.xapi_move = (keys[0], inflight_key(node, keys[0]))
+        self._in_poll = self.client.connection
+        self.client.connection.send_command("BLMOVE", keys[0], self.xapi_move[1], "RIGHT", "LEFT", timeout or 0)
+        return None
+
+    def _brpop_read(self, **options):
+        move = getattr(self, "xapi_move", None)
+        if not move:
+            return original_read(self, **options)
+        source, inflight = move
+        try:
+            try:
+                item = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+            if not item:
+                raise kombu_redis.Empty()
+            dest = bytes_to_str(source).rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(dest)
+            self.connection._deliver(loads(bytes_to_str(item)), dest)
+            # Recorded as unacknowledged by now: no longer in flight.
+            with self.conn_or_acquire() as client:
+                client.lrem(inflight, 1, item)
+            return True
+        finally:
+            self._in_poll = None
+
+    _brpop_start.xapi_delivery = True
+    channel_class._brpop_start = _brpop_start  # pylint: disable=protected-access
+    channel_class._brpop_read = _brpop_read  # pylint: disable=protected-access
+
+
 # restore_unacked ---------------------------------------------------------------------------------
 def _restore_tag(channel, client, hash_key, index_key, tag):
     """Move one unacknowledged message back to its queue, atomically (as kombu's restore_by_tag)."""
@@ -288,6 +358,16 @@ def restore_unacked(app, node, visibility_timeout, now=None):
                 other = node_keys(name.split(":", 1)[1])
                 keys.append((name, other["unacked_index_key"], now - visibility_timeout))
         keys.append((UNACKED_PREFIX, UNACKED_PREFIX + "_index", now - visibility_timeout))
+        # Messages moved out of a queue by a node that died before recording them (atomic_consume),
+        # every node's: a live node's one message in flight comes back as a duplicate at worst.
+        for name in client.scan_iter(match=INFLIGHT_PREFIX + ":*", count=100):
+            name = name.decode() if isinstance(name, bytes) else name
+            source = name.split(":", 2)[2]
+            moved = 0
+            while client.lmove(name, source, "RIGHT", "RIGHT") is not None:
+                moved += 1
+            if moved:
+                restored[name] = moved
         for hash_key, index_key, ceiling in keys:
             if ceiling is None:
                 tags = client.hkeys(hash_key)

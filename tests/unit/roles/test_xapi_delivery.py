@@ -48,7 +48,13 @@ def test_each_node_has_keys_of_its_own():
     assert one["visibility_timeout"] == 600
     assert one["unacked_key"] == "unacked:xapi@encoding"
     assert one["unacked_index_key"] == "unacked_index:xapi@encoding"
-    assert set(one.values()).isdisjoint(set(two.values()) - {600})
+    assert one["priority_steps"] == [0]  # one list to move from (atomic_consume)
+    keys = ("unacked_key", "unacked_index_key", "unacked_mutex_key")
+    assert {one[k] for k in keys}.isdisjoint({two[k] for k in keys})
+
+
+def test_the_in_flight_list_names_the_node_and_the_queue():
+    assert xapi_delivery.inflight_key("xapi@encoding", "xapi") == "inflight:xapi@encoding:xapi"
 
 
 def test_without_a_node_the_keys_are_kombus(monkeypatch):
