@@ -33,6 +33,9 @@ TASK_NAME = "pod.xapi.xapi_tasks.send_xapi_statement_task"
 DEAD_LETTER_KEY = "xapi.dead-letters"
 UNACKED_PREFIX = "unacked"
 INFLIGHT_PREFIX = "inflight"
+# The kombu releases whose Redis Channel._brpop_start/_brpop_read atomic_consume() replaces (the
+# same code from 5.3 to 5.5; worker_pip_constraints pins 5.4.2).
+ATOMIC_CONSUME_KOMBU = ("5.3.", "5.4.", "5.5.")
 NODE_ENV = "XAPI_WORKER_NODE"
 # A replayed statement carries its earlier attempts in this message header.
 REPLAY_HEADER = "xapi_dead_letter_attempts"
@@ -272,10 +275,16 @@ def atomic_consume():
     restore_unacked() puts back whatever a dead node left in it. Used for a node (XAPI_WORKER_NODE)
     that consumes one list (one queue, priority_steps [0]); otherwise kombu's BRPOP runs unchanged.
     """
+    import kombu
     from kombu.transport import redis as kombu_redis
     from kombu.utils.encoding import bytes_to_str
     from kombu.utils.json import loads
 
+    if not kombu.__version__.startswith(ATOMIC_CONSUME_KOMBU):
+        LOG.warning("kombu %s is not one whose Redis transport atomic_consume() knows (%s): kombu's BRPOP is "
+                    "kept, and a node killed may lose the messages it was taking", kombu.__version__,
+                    ", ".join(ATOMIC_CONSUME_KOMBU))
+        return
     channel_class = kombu_redis.Channel
     if getattr(channel_class._brpop_start, "xapi_delivery", False):  # pylint: disable=protected-access
         return
