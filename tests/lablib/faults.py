@@ -61,7 +61,8 @@ for number in range(count):
 print("RESULT " + json.dumps(records), flush=True)
 """
 
-_HANG = r"""
+# A hung LRS: accepts connections, never reads, never answers.
+HANG = r"""
 import socket, sys
 server = socket.socket()
 server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -346,7 +347,7 @@ def lrs_refusing(lab_, count, spread):
 
 def lrs_hanging(lab_, count, spread):
     row = Row("lrs-hanging", "the LRS accepting connections and never answering, %d s" % lab_.outage)
-    return _during(lab_, row, count, spread, lambda: lab_.replace_lrs(_HANG, "lab-fault-hang"),
+    return _during(lab_, row, count, spread, lambda: lab_.replace_lrs(HANG, "lab-fault-hang"),
                    lambda: lab_.restore_lrs("lab-fault-hang"), lab_.outage)
 
 

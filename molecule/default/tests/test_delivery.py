@@ -8,24 +8,12 @@ LRS), then Ralph comes back; every step waits for a real condition, with a bound
 
 import json
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 
-from lablib import lab, pod  # noqa: E402
-
-HANG = r"""
-import socket, sys
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind(("0.0.0.0", int(sys.argv[1])))
-server.listen(64)
-held = []
-while True:
-    held.append(server.accept()[0])  # never read, never answer: a hung LRS
-"""
+from lablib import faults, lab, pod  # noqa: E402
 
 
 def active_task(statement_id):
@@ -47,13 +35,9 @@ def worker_log(task_id, text):
 
 
 def test_a_statement_survives_a_hung_lrs_a_killed_worker_and_an_outage(lrs):
-    lrs_host, encoding = lab.host("lrs"), lab.host("encoding")
-    port = lab.var("lrs", "lab_lrs_port")
-    assert lrs_host.run("systemctl stop ralph-lrs").rc == 0
+    encoding, stand_in = lab.host("encoding"), faults.Lab()
+    stand_in.replace_lrs(faults.HANG, "lab-hung-lrs")
     try:
-        subprocess.run(["podman", "exec", "-d", lab.container("lrs"), "python3", "-c", HANG, str(port),
-                        "lab-hung-lrs"], check=True)
-        lab.until("the hung LRS listens", lambda: lrs_host.socket("tcp://0.0.0.0:%s" % port).is_listening, 30)
         statement_id = pod.enqueue(1, tag="outage")[0]
 
         # The task hangs in requests.post (Pod sets no timeout): kill the process that runs it.
@@ -66,10 +50,7 @@ def test_a_statement_survives_a_hung_lrs_a_killed_worker_and_an_outage(lrs):
         # abandoned and retried.
         lab.until("the request's timeout ends the hung request", lambda: worker_log(task_id, "ReadTimeout"), 90)
     finally:
-        lrs_host.run("pkill -f 'lab-hung-[l]rs'")
-        lab.until("the hung LRS is gone", lambda: not lrs_host.socket("tcp://0.0.0.0:%s" % port).is_listening, 30)
-        assert lrs_host.run("systemctl start ralph-lrs").rc == 0
-        lab.until("Ralph answers again", lambda: lrs.heartbeat()[0] == 200, 60)
+        stand_in.restore_lrs("lab-hung-lrs")
     # Retried with backoff while the LRS was away, then stored once it is back.
     assert worker_log(task_id, "Retry in")
     stored = lrs.wait_for([statement_id], timeout=300, interval=1)

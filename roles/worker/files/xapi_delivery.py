@@ -291,8 +291,10 @@ def atomic_consume():
     original_start = channel_class._brpop_start  # pylint: disable=protected-access
     original_read = channel_class._brpop_read  # pylint: disable=protected-access
 
+    # The node this process runs (its unit's environment); read once, not at every poll.
+    node = os.environ.get(NODE_ENV, "")
+
     def _brpop_start(self, timeout=1):
-        node = os.environ.get(NODE_ENV, "")
         self.xapi_move = None
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
@@ -347,7 +349,7 @@ def _restore_tag(channel, client, hash_key, index_key, tag):
     client.transaction(transaction, hash_key)
 
 
-def restore_unacked(app, node, visibility_timeout, now=None):
+def restore_unacked(channel, node, visibility_timeout, now=None):
     """Put back in the queue every message that NODE received and never acknowledged, and the
     messages of any other node (or of kombu's shared key) older than VISIBILITY_TIMEOUT.
 
@@ -356,36 +358,34 @@ def restore_unacked(app, node, visibility_timeout, now=None):
     """
     now = time.time() if now is None else now
     restored = {}
-    with _connect(app) as connection:
-        channel = connection.default_channel
-        client = channel.client
-        own = node_keys(node)
-        keys = [(own["unacked_key"], own["unacked_index_key"], None)]
-        for name in client.scan_iter(match=UNACKED_PREFIX + ":*", count=100):
-            name = name.decode() if isinstance(name, bytes) else name
-            if name != own["unacked_key"]:
-                other = node_keys(name.split(":", 1)[1])
-                keys.append((name, other["unacked_index_key"], now - visibility_timeout))
-        keys.append((UNACKED_PREFIX, UNACKED_PREFIX + "_index", now - visibility_timeout))
-        # Messages moved out of a queue by a node that died before recording them (atomic_consume),
-        # every node's: a live node's one message in flight comes back as a duplicate at worst.
-        for name in client.scan_iter(match=INFLIGHT_PREFIX + ":*", count=100):
-            name = name.decode() if isinstance(name, bytes) else name
-            source = name.split(":", 2)[2]
-            moved = 0
-            while client.lmove(name, source, "RIGHT", "RIGHT") is not None:
-                moved += 1
-            if moved:
-                restored[name] = moved
-        for hash_key, index_key, ceiling in keys:
-            if ceiling is None:
-                tags = client.hkeys(hash_key)
-            else:
-                tags = client.zrangebyscore(index_key, 0, ceiling)
-            for tag in tags:
-                _restore_tag(channel, client, hash_key, index_key, tag)
-            if tags:
-                restored[hash_key] = len(tags)
+    client = channel.client
+    own = node_keys(node)
+    keys = [(own["unacked_key"], own["unacked_index_key"], None)]
+    for name in client.scan_iter(match=UNACKED_PREFIX + ":*", count=100):
+        name = name.decode() if isinstance(name, bytes) else name
+        if name != own["unacked_key"]:
+            other = node_keys(name.split(":", 1)[1])
+            keys.append((name, other["unacked_index_key"], now - visibility_timeout))
+    keys.append((UNACKED_PREFIX, UNACKED_PREFIX + "_index", now - visibility_timeout))
+    # Messages moved out of a queue by a node that died before recording them (atomic_consume),
+    # every node's: a live node's one message in flight comes back as a duplicate at worst.
+    for name in client.scan_iter(match=INFLIGHT_PREFIX + ":*", count=100):
+        name = name.decode() if isinstance(name, bytes) else name
+        source = name.split(":", 2)[2]
+        moved = 0
+        while client.lmove(name, source, "RIGHT", "RIGHT") is not None:
+            moved += 1
+        if moved:
+            restored[name] = moved
+    for hash_key, index_key, ceiling in keys:
+        if ceiling is None:
+            tags = client.hkeys(hash_key)
+        else:
+            tags = client.zrangebyscore(index_key, 0, ceiling)
+        for tag in tags:
+            _restore_tag(channel, client, hash_key, index_key, tag)
+        if tags:
+            restored[hash_key] = len(tags)
     return restored
 
 
@@ -408,11 +408,11 @@ def before_start(app, node):
     try:
         with _connect(app) as connection:
             full = memory_full(connection.default_channel.client)
-        if full:
-            print("the broker is at its memory limit (%d of %d bytes used): %s waits before it takes any "
-                  "statement; give the broker room (see the worker role's README)" % (full[0], full[1], node))
-            return 1
-        restored = restore_unacked(app, node, timeout)
+            if full:
+                print("the broker is at its memory limit (%d of %d bytes used): %s waits before it takes any "
+                      "statement; give the broker room (see the worker role's README)" % (full[0], full[1], node))
+                return 1
+            restored = restore_unacked(connection.default_channel, node, timeout)
     except Exception as error:  # pylint: disable=broad-except
         print("could not restore the unacknowledged messages of %s now (%s: %s): the node starts, and the broker "
               "gives them back after its visibility timeout" % (node, type(error).__name__, excerpt(str(error), 200)))
