@@ -171,7 +171,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 
-from ansible_collections.esup_pod.xapi.plugins.module_utils.pod_settings import (
+from ansible_collections.esup_pod.xapi.plugins.module_utils._pod_settings import (
     PodSettingsError,
     plan,
 )

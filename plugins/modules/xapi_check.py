@@ -339,7 +339,7 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.esup_pod.xapi.plugins.module_utils.xapi_check import (
+from ansible_collections.esup_pod.xapi.plugins.module_utils._xapi_check import (
     POD_TASK_NAME,
     PROBE_ACTIVITY_ID,
     BrokerURLError,

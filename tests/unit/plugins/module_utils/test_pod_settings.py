@@ -10,7 +10,7 @@ import ast
 
 import pytest
 
-from ansible_collections.esup_pod.xapi.plugins.module_utils.pod_settings import (
+from ansible_collections.esup_pod.xapi.plugins.module_utils._pod_settings import (
     BEGIN_MARKER,
     END_MARKER,
     MASK,
@@ -242,7 +242,7 @@ def test_invalid_site_file_is_an_error():
 
 
 def test_result_that_does_not_compile_is_an_error(monkeypatch):
-    from ansible_collections.esup_pod.xapi.plugins.module_utils import pod_settings
+    from ansible_collections.esup_pod.xapi.plugins.module_utils import _pod_settings as pod_settings
 
     # A site file that ends inside an open construct the parser accepts only without the block is
     # hard to build; force a broken render instead and check that plan() refuses it.

@@ -10,7 +10,7 @@ import datetime
 
 import pytest
 
-from ansible_collections.esup_pod.xapi.plugins.module_utils import xapi_check as xc
+from ansible_collections.esup_pod.xapi.plugins.module_utils import _xapi_check as xc
 
 
 # --- broker URL ---------------------------------------------------------------------------------

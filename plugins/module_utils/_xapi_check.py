@@ -2,6 +2,10 @@
 # Copyright: Esup-Pod xAPI collection maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module util is PRIVATE to the collection (hence the leading underscore): it is not a public
+# API, it can change or go away in any release, even a bugfix one. Do not import it from another
+# collection or from your own modules; use the esup_pod.xapi modules instead.
 """Pure logic of the esup_pod.xapi.xapi_check module.
 
 Nothing here touches the network or imports celery, redis or requests: URL parsing, redaction,

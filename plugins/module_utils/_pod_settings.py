@@ -2,6 +2,10 @@
 # Copyright: Esup-Pod xAPI collection maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module util is PRIVATE to the collection (hence the leading underscore): it is not a public
+# API, it can change or go away in any release, even a bugfix one. Do not import it from another
+# collection or from your own modules; use the esup_pod.xapi modules instead.
 """Pure logic of the pod_settings module: one managed block of Python settings at the end of a file.
 
 Everything outside the block is kept byte for byte. The block holds one ``NAME = <literal>`` line per
