@@ -5,7 +5,9 @@
 #     lab hosts over SSH), git, python3-venv, shellcheck (for
 #     ansible-test sanity);
 #   - .venv: the pinned toolchain of requirements-dev.txt (ansible-core, the ansible bundle for
-#     containers.podman, Molecule, pytest, testinfra, ansible-lint, yamllint, antsibull-changelog).
+#     containers.podman, Molecule, pytest, testinfra, ansible-lint, yamllint, antsibull-changelog);
+#   - .venv-ansible-2.X, one per requirements-ansible-2.X.txt: the other ansible-core releases that
+#     meta/runtime.yml claims, with pytest, for the sanity and units stages of scripts/test.sh.
 # Then a smoke test: a throwaway container on a throwaway network. It is quick when everything is
 # already there. Run by scripts/lab.sh and scripts/test.sh; any failure is one line on stderr.
 set -euo pipefail
@@ -42,6 +44,22 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
     die "pip could not install requirements-dev.txt into .venv: is PyPI reachable (proxy, CA bundle)?"
   echo "$want" >"$stamp"
 fi
+
+for req in "$project"/requirements-ansible-*.txt; do
+  [ -e "$req" ] || continue
+  name=$(basename "$req" .txt)
+  venv="$project/.venv-${name#requirements-}"
+  stamp="$venv/.requirements.sha256"
+  want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing $(basename "$req") into $(basename "$venv") (about 20 s)"
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv "$venv" || die "python3 -m venv failed: apt-get install -y python3-venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" ||
+      die "pip could not install $(basename "$req") into $(basename "$venv"): is PyPI reachable (proxy, CA bundle)?"
+    echo "$want" >"$stamp"
+  fi
+done
 
 # Smoke test: what every lab command needs from podman. A throwaway network, and a container on it
 # that runs one command; no image is needed: its root is a folder holding /bin/true and its libraries.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the collection, after scripts/setup.sh has installed what they need:
-#   yamllint, ansible-lint (production profile), ansible-test sanity, the unit tests, and
-#   `molecule test` for every scenario (real containers, real Redis, Celery, Ralph and git).
+#   yamllint, ansible-lint (production profile), ansible-test sanity and the unit tests on every ansible-core
+#   release that meta/runtime.yml claims, and `molecule test` for every scenario (real containers, real Redis,
+#   Celery, Ralph and git).
 # Usage: scripts/test.sh [STAGE...]   stages: yamllint ansible-lint sanity units molecule
 #        MOLECULE_SCENARIOS="default" scripts/test.sh molecule   (a subset of scenarios)
 # It runs every stage, prints a summary, and exits non-zero if any stage failed.
@@ -17,11 +18,50 @@ export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
 scenarios=${MOLECULE_SCENARIOS:-"default debian13 all_in_one xapi_check scale_out faults"}
 stages=${*:-"yamllint ansible-lint sanity units molecule"}
 
+# The toolchains that sanity and units run with, one per ansible-core release that meta/runtime.yml claims: the
+# main one (.venv, requirements-dev.txt) and one per requirements-ansible-2.X.txt (.venv-ansible-2.X); setup.sh
+# makes them all.
+toolchains=.venv
+for req in requirements-ansible-*.txt; do
+  [ -e "$req" ] || continue
+  v=${req#requirements-ansible-}
+  toolchains="$toolchains .venv-ansible-${v%.txt}"
+done
+
+core_version() { "$project/$1/bin/python" -c 'from ansible.release import __version__; print(__version__)'; }
+
+# The claim must be what is tested: requires_ansible is ">=2.X.0", and every minor release from 2.X to the main
+# toolchain's has a toolchain here.
+check_claim() {
+  local claim low main tested="" tc minor
+  claim=$(python -c 'import yaml; print(yaml.safe_load(open("meta/runtime.yml"))["requires_ansible"])') || return 1
+  if ! [[ "$claim" =~ ^\>=2\.([0-9]+)\.0$ ]]; then
+    echo "meta/runtime.yml: requires_ansible is \"$claim\", not \">=2.X.0\"" >&2
+    return 1
+  fi
+  low=${BASH_REMATCH[1]}
+  for tc in $toolchains; do tested="$tested $(core_version "$tc" | cut -d. -f1,2)"; done
+  main=$(core_version .venv | cut -d. -f2)
+  for ((minor = low; minor <= main; minor++)); do
+    case " $tested " in
+      *" 2.$minor "*) ;;
+      *) echo "meta/runtime.yml claims $claim but no toolchain tests ansible-core 2.$minor (tested:$tested)" >&2
+         return 1 ;;
+    esac
+  done
+  echo "meta/runtime.yml claims $claim; tested with ansible-core:$tested"
+}
+
 # ansible-test needs the collection at .../ansible_collections/esup_pod/xapi: copy the tracked and
 # new files there. Its --venv bootstrap downloads get-pip from a host that may be unreachable; a
-# local stand-in built on ensurepip does the same job.
-sanity() {
-  local root=/tmp/esup-pod-xapi-sanity dest pipver cache
+# local stand-in built on ensurepip does the same job. Run once per toolchain, each with its own
+# tests/sanity/ignore-2.X.txt.
+sanity_one() {
+  local tc=$1 version root dest pipver cache start rc
+  version=$(core_version "$tc") || { echo "sanity: no ansible-core in $tc: run scripts/setup.sh" >&2; return 1; }
+  echo "=== ansible-test sanity with ansible-core $version ($tc)"
+  start=$(date +%s)
+  root=/tmp/esup-pod-xapi-sanity-$(echo "$version" | cut -d. -f1,2)
   dest="$root/ansible_collections/esup_pod/xapi"
   rm -rf "$root" && mkdir -p "$dest"
   # Tracked and new files; a tracked file deleted in the work tree is left out, any other failed copy
@@ -33,7 +73,7 @@ sanity() {
     echo "sanity: could not copy the collection to $dest" >&2
     return 1
   }
-  pipver=$(grep -o "pip='[0-9.]*'" .venv/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py |
+  pipver=$(grep -o "pip='[0-9.]*'" "$project/$tc"/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py |
     head -n1 | tr -dc '0-9.')
   cache="$HOME/.ansible/test/cache/get_pip_${pipver//./_}.py"
   mkdir -p "$(dirname "$cache")"
@@ -46,17 +86,32 @@ args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
 subprocess.check_call([sys.executable, "-m", "ensurepip", "--upgrade"])
 subprocess.check_call([sys.executable, "-m", "pip", "install", "--disable-pip-version-check"] + args)
 PY
-  (cd "$dest" && ansible-test sanity --venv --python "$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
-    --color no --exclude tests/fixtures/)
+  (cd "$dest" && PATH="$project/$tc/bin:$PATH" ansible-test sanity --venv \
+    --python "$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" --color no --exclude tests/fixtures/)
+  rc=$?
+  echo "=== ansible-test sanity with ansible-core $version: $([ "$rc" = 0 ] && echo passed || echo FAILED) in $(($(date +%s) - start)) s"
+  return "$rc"
+}
+
+sanity() {
+  local tc rc=0
+  check_claim || rc=1
+  for tc in $toolchains; do sanity_one "$tc" || rc=1; done
+  return "$rc"
 }
 
 units() {
-  pytest -p no:cacheprovider tests/unit
-  local rc=$?
-  if [ "$rc" = 5 ]; then
-    echo "units: pytest collected no test: that is a failure here" >&2
-    return 1
-  fi
+  local tc version rc=0 one
+  for tc in $toolchains; do
+    version=$(core_version "$tc") || { echo "units: no ansible-core in $tc: run scripts/setup.sh" >&2; rc=1; continue; }
+    echo "=== pytest tests/unit with ansible-core $version ($tc)"
+    "$project/$tc/bin/python" -m pytest -p no:cacheprovider tests/unit
+    one=$?
+    if [ "$one" = 5 ]; then
+      echo "units: pytest collected no test: that is a failure here" >&2
+    fi
+    [ "$one" = 0 ] || rc=1
+  done
   return "$rc"
 }
 

@@ -15,8 +15,8 @@ import pytest
 
 from ansible_collections.esup_pod.xapi.plugins.modules import pod_settings
 
-# The toolchain pins ansible-core 2.19, which has patch_module_args.
-from ansible.module_utils.testing import patch_module_args
+# ansible-core's patch_module_args, or its stand-in on 2.18.
+from ansible_collections.esup_pod.xapi.tests.unit.compat import patch_module_args
 
 
 SECRET = "planted-unit-secret-91d2"
