@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the collection, after scripts/setup.sh has installed what they need:
-#   yamllint, ansible-lint (production profile), ansible-test sanity and the unit tests on every ansible-core
-#   release that meta/runtime.yml claims, and `molecule test` for every scenario (real containers, real Redis,
-#   Celery, Ralph and git).
-# Usage: scripts/test.sh [STAGE...]   stages: yamllint ansible-lint sanity units molecule
+#   yamllint, ansible-lint (production profile), the changelog fragments and a trial release (antsibull-changelog,
+#   ansible-galaxy collection build), ansible-test sanity and the unit tests on every ansible-core release that
+#   meta/runtime.yml claims, and `molecule test` for every scenario (real containers, real Redis, Celery, Ralph and git).
+# Usage: scripts/test.sh [STAGE...]   stages: yamllint ansible-lint changelog sanity units molecule
 #        MOLECULE_SCENARIOS="default" scripts/test.sh molecule   (a subset of scenarios)
 # It runs every stage, prints a summary, and exits non-zero if any stage failed.
 set -uo pipefail
@@ -16,7 +16,7 @@ export CONTAINERS_CONF="$project/tests/lab/containers.conf"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
 
 scenarios=${MOLECULE_SCENARIOS:-"default debian13 all_in_one xapi_check scale_out faults"}
-stages=${*:-"yamllint ansible-lint sanity units molecule"}
+stages=${*:-"yamllint ansible-lint changelog sanity units molecule"}
 
 # The toolchains that sanity and units run with, one per ansible-core release that meta/runtime.yml claims: the
 # main one (.venv, requirements-dev.txt) and one per requirements-ansible-2.X.txt (.venv-ansible-2.X); setup.sh
@@ -115,6 +115,26 @@ units() {
   return "$rc"
 }
 
+# The changelog fragments are valid, and the release procedure (README, "Releasing") works on a throwaway copy of
+# the tracked and new files: antsibull-changelog release, then ansible-galaxy collection build.
+changelog() {
+  local tmp version rc=0
+  antsibull-changelog lint || return 1
+  version=$(sed -n 's/^version: *//p' galaxy.yml)
+  tmp=$(mktemp -d)
+  git ls-files -z --cached --others --exclude-standard |
+    while IFS= read -r -d '' f; do
+      if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\0' "$f"; fi
+    done | xargs -0 -r cp --parents -P -t "$tmp/" &&
+    (cd "$tmp" && antsibull-changelog release --version "$version" &&
+      antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml &&
+      ansible-galaxy collection build --output-path "$tmp/build" &&
+      echo "trial release $version: CHANGELOG.rst has $(wc -l <CHANGELOG.rst) lines," \
+        "the tarball $(($(stat -c %s build/*.tar.gz) / 1024)) KiB, $(tar tzf build/*.tar.gz | grep -vc '/$') files") || rc=1
+  rm -rf "$tmp"
+  return "$rc"
+}
+
 molecule_all() {
   local s rc=0
   for s in $scenarios; do
@@ -131,6 +151,7 @@ for stage in $stages; do
   case "$stage" in
     yamllint) yamllint --strict . ;;
     ansible-lint) ansible-lint --profile production ;;
+    changelog) changelog ;;
     sanity) sanity ;;
     units) units ;;
     molecule) molecule_all ;;
