@@ -6,13 +6,20 @@
 # prints one line per step with its time, and that statement's id; the whole output of every step
 # goes to a log file whose path it prints.
 #   scripts/lab.sh          (re)create the lab and deploy: LAB_NAME (default xapi-lab), LAB_RELEASE
-#                           (bookworm or trixie)
+#                           (bookworm or trixie), LAB_ENCODING_HOSTS (1, or 2: a second encoding
+#                           host, encoding2, with the worker's defaults; tests/lab/encoding2.yml)
 #   scripts/lab.sh down     remove it
 set -euo pipefail
 project=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$project"
 export LAB_NAME=${LAB_NAME:-xapi-lab}
 release=${LAB_RELEASE:-bookworm}
+inventory=(-i inventory/lab)
+case "${LAB_ENCODING_HOSTS:-1}" in
+  1) ;;
+  2) export LAB_HOSTS="frontal encoding encoding2 lrs"; inventory+=(-i tests/lab/encoding2.yml) ;;
+  *) echo "lab: LAB_ENCODING_HOSTS must be 1 or 2, not '$LAB_ENCODING_HOSTS'" >&2; exit 2 ;;
+esac
 
 bash scripts/setup.sh
 export PATH="$project/.venv/bin:$PATH"
@@ -59,13 +66,13 @@ step() {  # step WHAT COMMAND...: run a step, its output into the log; one line 
 }
 step "creating the hosts (systemd, SSH, sudo user labadmin)" tests/lab/labctl up "$LAB_NAME" "$release"
 step "preparing the lab's services (Ralph LRS, git server, a running Pod frontal and encoding host)" \
-  ansible-playbook -i inventory/lab tests/playbooks/lab_prepare.yml
+  ansible-playbook "${inventory[@]}" tests/playbooks/lab_prepare.yml
 step "deploying the xAPI pipeline with playbooks/site.yml" \
-  ansible-playbook -i inventory/lab playbooks/site.yml
+  ansible-playbook "${inventory[@]}" playbooks/site.yml
 step "sending one statement from the frontal, as Pod's view does" \
-  ansible-playbook -i inventory/lab tests/playbooks/lab_demo.yml
+  ansible-playbook "${inventory[@]}" tests/playbooks/lab_demo.yml
 stored=$(grep -o 'The LRS stored statement [0-9a-f-]*' "$log" | tail -n 1)
 echo "lab: ${stored:-the LRS stored the statement (see the log)}"
-echo "lab: ready in $(($(date +%s) - start)) s. Hosts: $LAB_NAME-frontal $LAB_NAME-encoding $LAB_NAME-lrs"
+echo "lab: ready in $(($(date +%s) - start)) s. Hosts:$(for h in ${LAB_HOSTS:-frontal encoding lrs}; do printf ' %s-%s' "$LAB_NAME" "$h"; done)"
 echo "lab: enter one with: CONTAINERS_CONF=$CONTAINERS_CONF podman exec -it $LAB_NAME-encoding bash"
 echo "lab: remove it with: scripts/lab.sh down"

@@ -43,8 +43,9 @@ def test_a_statement_survives_a_hung_lrs_a_killed_worker_and_an_outage(lrs):
         # The task hangs in requests.post (Pod sets no timeout): kill the process that runs it.
         task_id, pid = lab.until("the task runs", lambda: active_task(statement_id), 60)
         assert encoding.run("kill -9 %s" % pid).rc == 0
-        # task_reject_on_worker_lost: the statement goes back to the queue and runs again.
-        lab.until("the task is redelivered to another process",
+        # The statement goes back to the queue and runs again: the node restarts and its unit restores
+        # it (threads pool, the default), or task_reject_on_worker_lost (prefork).
+        lab.until("the task is redelivered to another worker process",
                   lambda: (active_task(statement_id) or (None, pid))[1] != pid, 60)
         # worker_lrs_timeout (20 s by default, below the 30 s soft time limit): the hung request is
         # abandoned and retried.

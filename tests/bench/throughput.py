@@ -1,0 +1,109 @@
+"""Benchmark: the pipeline's throughput against the LRS's own ceiling, near and far, and the worker's memory.
+
+For each LRS condition (the lab network as it is; 20 and 50 ms of added round-trip time through a
+delaying proxy) and each round, on an empty Ralph store each phase (tests/lablib/bench.py):
+- the LRS ceiling: the best rate of 1, 4, 8 and 16 parallel posters on the encoding host, posting as
+  Pod's task does;
+- the pipeline: COUNT statements enqueued through Pod's task on the frontal, timed from the first
+  enqueue to the LRS's `stored` time of the last one;
+- the ratio pipeline / ceiling. The rounds alternate which phase runs first.
+Then the worker's memory (RSS and PSS of its processes) and, with several encoding hosts, how the
+statements split between the nodes. It prints one table and whether each target is met.
+
+Run it on a converged lab, from the repository root:
+    LAB_NAME=xapi-lab .venv/bin/python tests/bench/throughput.py
+    LAB_NAME=xapi-lab .venv/bin/python tests/bench/throughput.py --count 300 --rounds 3 --latency 0 20 50
+A lab with two encoding hosts (the scale-out row): LAB_ENCODING_HOSTS=2 scripts/lab.sh
+It exits 1 when a phase fails (a statement not stored, an LRS error), not when a target is missed.
+"""
+
+import argparse
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lablib import bench, lab  # noqa: E402
+
+# The targets of the README (issue 11): the share of the ceiling, the floor from the seed
+# document's options (0.4 statements/s, times 250), the worker's memory on one host.
+TARGET_RATIO = 0.90
+TARGET_RATE = 0.4 * 250
+TARGET_RSS_MIB = 200
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--count", type=int, default=300, help="statements per phase (default 300)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per condition (default 3)")
+    parser.add_argument("--posters", type=int, nargs="+", default=[1, 4, 8, 16],
+                        help="parallel posters tried for the ceiling (default 1 4 8 16)")
+    parser.add_argument("--latency", type=int, nargs="+", default=[0, 20, 50],
+                        help="added round-trip times in ms, 0 for the lab network (default 0 20 50)")
+    parser.add_argument("--timeout", type=int, default=600, help="longest wait for a phase, s (default 600)")
+    args = parser.parse_args(argv)
+
+    started = time.monotonic()
+    lab_ = bench.Bench()
+    print("lab %s: encoding hosts %s; %d statements a phase, %d round(s), posters %s, an empty LRS store each phase"
+          % (lab.lab_name(), " ".join(lab_.hosts), args.count, args.rounds,
+             "/".join(map(str, args.posters))), flush=True)
+    print("%-10s %-5s | %-38s | %-16s | %s" % ("RTT added", "round", "LRS ceiling, st/s (posters: rate)",
+                                              "pipeline, st/s", "ratio"), flush=True)
+    summary = []
+    try:
+        for rtt in args.latency:
+            lab_.set_latency(rtt)
+            ceilings, pipelines, ratios, splits = [], [], [], []
+            for number in range(1, args.rounds + 1):
+                tag = "bench-%s" % uuid.uuid4().hex[:8]
+                # Alternate the order: neither phase always meets a machine the other just warmed.
+                if number % 2:
+                    best, levels = lab_.ceiling(args.count, args.posters, tag)
+                    pipe = lab_.pipeline(args.count, tag, args.timeout)
+                else:
+                    pipe = lab_.pipeline(args.count, tag, args.timeout)
+                    best, levels = lab_.ceiling(args.count, args.posters, tag)
+                ratio = pipe.rate / best.rate
+                ceilings.append(best.rate)
+                pipelines.append(pipe.rate)
+                ratios.append(ratio)
+                splits.append(pipe.detail["split"])
+                print("%-10s %-5d | %6.1f (%-29s | %6.1f           | %.2f" % (
+                    "%d ms" % rtt if rtt else "none", number, best.rate,
+                    " ".join("%d:%.0f" % (p, r) for p, r in sorted(levels.items())) + ")", pipe.rate, ratio),
+                    flush=True)
+            summary.append((rtt, ceilings, pipelines, ratios, splits))
+    finally:
+        lab_.clear_latency()
+    memory = lab_.worker_memory()
+
+    print()
+    print("%-10s | %-22s | %-22s | %-20s | %s" % ("RTT added", "LRS ceiling, st/s", "pipeline, st/s",
+                                                 "ratio", "statements per node"))
+    for rtt, ceilings, pipelines, ratios, splits in summary:
+        nodes = sorted({node for split in splits for node in split})
+        per_node = " ".join("%s:%d" % (node, sum(split.get(node, 0) for split in splits)) for node in nodes)
+        print("%-10s | %-22s | %-22s | %-20s | %s" % (
+            "%d ms" % rtt if rtt else "none", bench.spread(ceilings).replace(".00", ""), bench.spread(pipelines),
+            bench.spread(ratios), per_node))
+    for host, (processes, rss, pss) in sorted(memory.items()):
+        print("worker memory on %s: %d process(es), RSS %.0f MiB, PSS %.0f MiB in total"
+              % (host, processes, rss / 1024, pss / 1024))
+    worst_ratio = min(min(r) for _, _, _, r, _ in summary)
+    slowest = min(min(p) for _, _, p, _, _ in summary)
+    biggest = max(rss for _, rss, _ in memory.values()) / 1024
+    print("targets: pipeline >= %.0f%% of the ceiling in every round: %s (worst %.2f); >= %.0f statements/s: %s "
+          "(slowest %.1f); worker RSS < %d MiB: %s (%.0f MiB)" % (
+              TARGET_RATIO * 100, "met" if worst_ratio >= TARGET_RATIO else "MISSED", worst_ratio, TARGET_RATE,
+              "met" if slowest >= TARGET_RATE else "MISSED", slowest, TARGET_RSS_MIB,
+              "met" if biggest < TARGET_RSS_MIB else "MISSED", biggest))
+    print("done in %.0f s" % (time.monotonic() - started))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

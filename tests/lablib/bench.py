@@ -1,0 +1,327 @@
+"""Throughput of the deployed pipeline against the LRS's own ceiling, on the lab (tests/bench/throughput.py).
+
+Every phase starts on an empty Ralph store (its fs backend slows as its files grow), so that the
+LRS alone and the pipeline meet the same LRS:
+
+- the ceiling: statements POSTed from the encoding host by 1, 4, 8 and 16 parallel posters (one
+  process each), the way Pod's task posts them: requests.post, one statement a request, a new
+  connection each, basic auth; the rate of the best level;
+- the pipeline: statements enqueued on the frontal through Pod's task (send_xapi_statement_task.delay);
+  its time runs from the first enqueue to the LRS's own `stored` time of the last statement.
+
+Latency is added by a delaying TCP proxy on the LRS host (the kernel's netem is not available
+everywhere): each encoding host's traffic to the LRS's port is redirected to the proxy (iptables DNAT
+in the host's network namespace), so the worker's configuration is unchanged.
+"""
+
+import json
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from . import faults, lab, pod
+
+RALPH_STORE = "/var/lib/ralph/fs_lrs.jsonl"
+PROXY_NAME = "lab-bench-delay"
+
+# Runs on an encoding host, in the worker's virtualenv (the requests Pod uses): COUNT statements
+# POSTed by POSTERS processes; prints the time from the first request to the last answer and the
+# answers' statuses. The URL and the credentials come through stdin with the script.
+_POSTERS = pod.STATEMENT + r"""
+import json, multiprocessing, sys, time
+import requests
+from requests.auth import HTTPBasicAuth
+
+URL, LOGIN, PASSWORD = json.loads(sys.stdin_config)
+count, posters, tag = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+statements = [make_statement(number, tag) for number in range(count)]
+
+def post(share):
+    statuses = {}
+    for statement in share:
+        # As Pod's task: requests.post, a new connection each, basic auth, no version header.
+        status = requests.post(URL, json=statement, auth=HTTPBasicAuth(LOGIN, PASSWORD)).status_code
+        statuses[status] = statuses.get(status, 0) + 1
+    return statuses
+
+if __name__ == "__main__":
+    shares = [statements[i::posters] for i in range(posters)]
+    with multiprocessing.get_context("fork").Pool(posters) as pool:
+        start = time.time()
+        results = pool.map(post, shares, chunksize=1)
+        end = time.time()
+    statuses = {}
+    for result in results:
+        for status, number in result.items():
+            statuses[str(status)] = statuses.get(str(status), 0) + number
+    print(json.dumps({"start": start, "end": end, "statuses": statuses}))
+"""
+
+# Runs on the frontal in the site's Pod: COUNT statements through Pod's task, as fast as Pod's views
+# would send a burst; prints the time of the first enqueue and the ids.
+_ENQUEUE = pod.STATEMENT + r"""
+import json, sys, time
+from pod.xapi.xapi_tasks import send_xapi_statement_task
+
+count, tag = int(sys.argv[1]), sys.argv[2]
+statements = [make_statement(number, tag) for number in range(count)]
+start = time.time()
+for statement in statements:
+    send_xapi_statement_task.delay(statement)
+print(json.dumps({"start": start, "end": time.time(), "ids": [s["id"] for s in statements]}))
+"""
+
+# Runs on the LRS host: waits until Ralph's store holds COUNT statements (one line each), reading the
+# file's new bytes locally every 0.1 s: the wait costs the lab almost nothing. Bounded by TIMEOUT.
+_WAIT_STORE = r"""
+import os, sys, time
+path, count, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+deadline, lines, offset = time.monotonic() + timeout, 0, 0
+while True:
+    try:
+        with open(path, "rb") as store:
+            store.seek(offset)
+            chunk = store.read()
+    except FileNotFoundError:
+        chunk = b""
+    offset += len(chunk)
+    lines += chunk.count(b"\n")
+    if lines >= count:
+        print(lines)
+        sys.exit(0)
+    if time.monotonic() > deadline:
+        print(lines)
+        sys.exit(1)
+    time.sleep(0.1)
+"""
+
+# The delaying proxy, on the LRS host: LISTEN -> 127.0.0.1:UPSTREAM with RTT_MS of added round-trip
+# time: one round trip before a new connection goes through (the TCP handshake a far LRS costs), and
+# half of it on each chunk, each way, in order, without limiting the throughput of a connection.
+PROXY = r"""
+import asyncio, sys
+
+listen, upstream, rtt = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]) / 1000.0
+
+async def pump(reader, writer, delay):
+    loop = asyncio.get_running_loop()
+    chunks = asyncio.Queue()
+
+    async def read():
+        while True:
+            data = await reader.read(65536)
+            await chunks.put((loop.time() + delay, data))
+            if not data:
+                return
+
+    async def write():
+        while True:
+            due, data = await chunks.get()
+            pause = due - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            if not data:
+                try:
+                    writer.write_eof()
+                except OSError:
+                    pass
+                return
+            writer.write(data)
+            await writer.drain()
+
+    try:
+        await asyncio.gather(read(), write())
+    except (ConnectionError, OSError):
+        pass
+
+async def handle(client_reader, client_writer):
+    await asyncio.sleep(rtt)
+    try:
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", upstream)
+    except OSError:
+        client_writer.close()
+        return
+    await asyncio.gather(pump(client_reader, server_writer, rtt / 2), pump(server_reader, client_writer, rtt / 2))
+    for writer in (server_writer, client_writer):
+        writer.close()
+
+async def main():
+    server = await asyncio.start_server(handle, "0.0.0.0", listen, backlog=1024)
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+def _remote(via, script, *args, stdin_config=None, timeout=900):
+    """Run SCRIPT in the Pod of VIA (pod.run_in_pod); its last line of output, parsed as JSON."""
+    if stdin_config is not None:
+        script = "import sys\nsys.stdin_config = %r\n%s" % (json.dumps(stdin_config), script)
+    process = pod.run_in_pod(via, script, *args)
+    out, err = process.communicate(timeout=timeout)
+    if process.returncode != 0:
+        raise RuntimeError("bench script on %s failed: %s" % (via, err.strip()[-2000:]))
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def encoding_hosts():
+    """The lab's encoding hosts: its containers <lab>-encoding, <lab>-encoding2..."""
+    names = subprocess.run(["podman", "ps", "--format", "{{.Names}}"], check=True, text=True,
+                           stdout=subprocess.PIPE).stdout.split()
+    prefix = lab.container("encoding")
+    hosts = sorted(name[len(lab.lab_name()) + 1:] for name in names if name.startswith(prefix))
+    assert hosts, "no encoding host in the lab %s: create it with scripts/lab.sh" % lab.lab_name()
+    return hosts
+
+
+def netns_pid(host):
+    return subprocess.run(["podman", "inspect", "-f", "{{.State.Pid}}", lab.container(host)], check=True, text=True,
+                          stdout=subprocess.PIPE).stdout.strip()
+
+
+@dataclass
+class Phase:
+    """One measured phase: COUNT statements in SECONDS."""
+
+    count: int
+    seconds: float
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def rate(self):
+        return self.count / self.seconds if self.seconds > 0 else 0.0
+
+
+class Bench:
+    """The lab's LRS, broker and worker, as the benchmark drives them."""
+
+    def __init__(self):
+        self.faults = faults.Lab()
+        self.lrs = self.faults.lrs
+        self.port = self.faults.port
+        self.hosts = encoding_hosts()
+        self.latency = 0
+
+    # the LRS's conditions -------------------------------------------------------------------
+    def fresh_store(self):
+        """An empty Ralph store, and a Ralph restarted on it and warmed: a restarted Ralph checks the
+        first request's password with bcrypt (then caches it); parallel first requests would each pay
+        for it, and the phase would measure Ralph's start, not its rate."""
+        self.faults.fresh_store()
+        status, body = self.lrs.request("GET", self.lrs.url + "?limit=1")
+        assert status == 200, "the LRS answered %s: %s" % (status, body[:200])
+
+    def set_latency(self, rtt_ms):
+        """Route every encoding host's traffic to the LRS through the delaying proxy (RTT_MS added), or
+        directly (0)."""
+        self.clear_latency()
+        if not rtt_ms:
+            return
+        proxy_port = self.port + 1
+        subprocess.run(["podman", "exec", "-d", lab.container("lrs"), "python3", "-c", PROXY, str(proxy_port),
+                        str(self.port), str(rtt_ms), PROXY_NAME], check=True, stdout=subprocess.DEVNULL)
+        lab.until("the delaying proxy listens",
+                  lambda: lab.host("lrs").socket("tcp://0.0.0.0:%d" % proxy_port).is_listening, 30)
+        address = faults.run(self.hosts[0], "getent hosts lrs").stdout.split()[0]
+        for host in self.hosts:
+            subprocess.run(["nsenter", "-t", netns_pid(host), "-n", "iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp",
+                            "-d", address, "--dport", str(self.port), "-j", "DNAT",
+                            "--to-destination", "%s:%d" % (address, proxy_port), "-m", "comment", "--comment",
+                            PROXY_NAME], check=True)
+        self.latency = rtt_ms
+        # Measured, not assumed: one request's time through the proxy.
+        self.check_latency(rtt_ms)
+
+    def check_latency(self, rtt_ms):
+        script = ("import time, urllib.request\nstart = time.time()\n"
+                  "urllib.request.urlopen(%r, timeout=10).read()\nprint(round((time.time() - start) * 1000))"
+                  % (self.lrs.root + "/__heartbeat__"))
+        took = int(faults.run(self.hosts[0], "python3 -c %s" % _quote(script)).stdout.strip())
+        # A new connection and one request: two round trips at least.
+        assert took >= 2 * rtt_ms, "the proxy added %d ms, not 2 x %d ms" % (took, rtt_ms)
+        return took
+
+    def clear_latency(self):
+        for host in self.hosts:
+            pid = netns_pid(host)
+            rules = subprocess.run(["nsenter", "-t", pid, "-n", "iptables", "-t", "nat", "-S", "OUTPUT"], check=True,
+                                   text=True, stdout=subprocess.PIPE).stdout.splitlines()
+            for rule in rules:
+                if PROXY_NAME in rule and rule.startswith("-A "):
+                    subprocess.run(["nsenter", "-t", pid, "-n", "iptables", "-t", "nat", "-D"] + rule.split()[1:],
+                                   check=True)
+        faults.run("lrs", "pkill -f %s || true" % (PROXY_NAME[:-1] + "[" + PROXY_NAME[-1] + "]"))
+        self.latency = 0
+
+    # the phases -----------------------------------------------------------------------------
+    def ceiling_level(self, count, posters, tag):
+        """COUNT statements POSTed by POSTERS parallel posters on the first encoding host, on a fresh
+        store."""
+        self.fresh_store()
+        result = _remote(self.hosts[0], _POSTERS, count, posters, tag,
+                         stdin_config=[self.lrs.url, self.lrs.login, self.lrs.password])
+        assert result["statuses"] == {"200": count}, "the LRS answered %s" % result["statuses"]
+        return Phase(count, result["end"] - result["start"], {"posters": posters})
+
+    def ceiling(self, count, levels, tag):
+        """The best rate over LEVELS of parallel posters; (best phase, {posters: rate})."""
+        phases = [self.ceiling_level(count, posters, "%s-p%d" % (tag, posters)) for posters in levels]
+        return max(phases, key=lambda p: p.rate), {p.detail["posters"]: p.rate for p in phases}
+
+    def pipeline(self, count, tag, timeout):
+        """COUNT statements through Pod's task on the frontal, on a fresh store: the time from the first
+        enqueue to the LRS's `stored` time of the last one."""
+        self.fresh_store()
+        before = self.tasks_by_node()
+        sent = _remote("frontal", _ENQUEUE, count, tag)
+        waited = faults.run("lrs", "python3 -c %s %s %d %d" % (_quote(_WAIT_STORE), RALPH_STORE, count, timeout),
+                            check=False)
+        stored = {s["id"]: s for s in self.lrs.statements()}
+        missing = [i for i in sent["ids"] if i not in stored]
+        assert waited.rc == 0 and not missing, "%d of %d statements stored after %d s, e.g. missing %s" % (
+            count - len(missing), count, timeout, missing[:3])
+        last = max(datetime.fromisoformat(stored[i]["stored"].replace("Z", "+00:00")).timestamp() for i in sent["ids"])
+        after = self.tasks_by_node()
+        split = {node: after.get(node, 0) - before.get(node, 0) for node in after}
+        return Phase(count, last - sent["start"], {"enqueue_s": sent["end"] - sent["start"], "split": split})
+
+    def tasks_by_node(self):
+        """{node: tasks run since it started}, from Celery's own stats (celery inspect stats)."""
+        stats = pod.inspect_json("stats")
+        return {node: sum((answer.get("total") or {}).values()) for node, answer in stats.items()}
+
+    # the worker's memory --------------------------------------------------------------------
+    def worker_memory(self):
+        """{host: (processes, RSS KiB, PSS KiB)} of every process of the worker's node units."""
+        script = r"""
+set -e
+total_rss=0; total_pss=0; n=0
+for unit in $(systemctl list-units --plain --no-legend 'celeryd-xapi@*.service' | awk '{print $1}'); do
+  main=$(systemctl show -p MainPID --value "$unit")
+  [ "$main" != 0 ] || continue
+  for pid in $main $(pgrep -P "$main" || true); do
+    rss=$(awk '/^Rss:/ {print $2}' "/proc/$pid/smaps_rollup")
+    pss=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup")
+    total_rss=$((total_rss + rss)); total_pss=$((total_pss + pss)); n=$((n + 1))
+  done
+done
+echo "$n $total_rss $total_pss"
+"""
+        memory = {}
+        for host in self.hosts:
+            n, rss, pss = faults.run(host, "bash -c %s" % _quote(script)).stdout.split()
+            memory[host] = (int(n), int(rss), int(pss))
+        return memory
+
+
+def _quote(text):
+    import shlex
+    return shlex.quote(text)
+
+
+def spread(values):
+    """'median (min to max)' of VALUES."""
+    return "%.2f (%.2f to %.2f)" % (statistics.median(values), min(values), max(values))
