@@ -422,6 +422,20 @@ def before_start(app, node):
     return 0
 
 
+def pending(client, queue="xapi"):
+    """What the broker holds that no LRS has yet: {"queued": messages waiting in QUEUE, "unacked": taken
+    by a node and not acknowledged (retries waiting in a node included), "inflight": moved by a node
+    and not yet recorded}. The dead-letter list is not pending: the LRS refused those."""
+    counts = {"queued": int(client.llen(queue)), "unacked": 0, "inflight": 0}
+    for name in client.scan_iter(match=UNACKED_PREFIX + "*", count=100):
+        name = name.decode() if isinstance(name, bytes) else name
+        if name == UNACKED_PREFIX or name.startswith(UNACKED_PREFIX + ":"):
+            counts["unacked"] += int(client.hlen(name))
+    for name in client.scan_iter(match=INFLIGHT_PREFIX + ":*", count=100):
+        counts["inflight"] += int(client.llen(name))
+    return counts
+
+
 # The admin command -----------------------------------------------------------------------------
 def _entries(client, key):
     entries = []
@@ -439,7 +453,7 @@ def _task():
 
 
 def main(argv=None):
-    """list | replay | drop the dead letters; restore-unacked NODE (run by the node's unit)."""
+    """list | replay | drop the dead letters; pending; restore-unacked NODE (run by the node's unit)."""
     parser = argparse.ArgumentParser(prog=os.environ.get("XAPI_DELIVERY_PROG"),
                                      description="Dead letters and unacknowledged statements of the xAPI worker.")
     parser.add_argument("--key", default=DEAD_LETTER_KEY, help="the dead-letter list (default: %(default)s)")
@@ -455,6 +469,7 @@ def main(argv=None):
         group.add_argument("ids", nargs="*", default=[], metavar="STATEMENT_ID")
     restore = commands.add_parser("restore-unacked", help="give back what a node received and never acknowledged")
     restore.add_argument("node", help="the node's name, <node>@<hostname>")
+    commands.add_parser("pending", help="print, as JSON, the statements queued, unacknowledged and in flight")
     args = parser.parse_args(argv)
 
     task = _task()
@@ -464,6 +479,9 @@ def main(argv=None):
 
     with _connect(app) as connection:
         client = connection.default_channel.client
+        if args.command == "pending":
+            print(json.dumps(pending(client), sort_keys=True))
+            return 0
         entries = _entries(client, args.key)
         if args.command == "count":
             print(len(entries))

@@ -133,3 +133,34 @@ def test_a_refused_statement_is_kept_then_answered_as_is():
     answer = proxy.post(LRS_URL, json={"id": "a"})
     assert answer.status_code == 400
     assert kept == [({"id": "a"}, 400, '{"detail": "nope"}')]
+
+
+class Broker(object):
+    """The few Redis commands pending() sends, over a dict of lists and hashes."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def llen(self, key):
+        return len(self.data.get(key.decode() if isinstance(key, bytes) else key, []))
+
+    def hlen(self, key):
+        return len(self.data.get(key.decode() if isinstance(key, bytes) else key, {}))
+
+    def scan_iter(self, match, count=None):
+        import fnmatch
+        return [key.encode() for key in self.data if fnmatch.fnmatchcase(key, match)]
+
+
+def test_pending_counts_queued_unacknowledged_and_in_flight_but_not_dead_letters():
+    broker = Broker({
+        "xapi": ["a", "b"],
+        "unacked:xapi@encoding": {"t1": "m", "t2": "m"},
+        "unacked": {"t3": "m"},
+        "unacked_index:xapi@encoding": ["t1", "t2"],
+        "unacked_mutex": "x",
+        "inflight:xapi@encoding2:xapi": ["c"],
+        "xapi.dead-letters": ["d"],
+    })
+    assert xapi_delivery.pending(broker) == {"queued": 2, "unacked": 3, "inflight": 1}
+    assert xapi_delivery.pending(Broker({})) == {"queued": 0, "unacked": 0, "inflight": 0}
