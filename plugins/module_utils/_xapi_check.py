@@ -6,16 +6,18 @@
 # This module util is PRIVATE to the collection (hence the leading underscore): it is not a public
 # API, it can change or go away in any release, even a bugfix one. Do not import it from another
 # collection or from your own modules; use the esup_pod.xapi modules instead.
-"""Pure logic of the esup_pod.xapi.xapi_check module.
+"""Pure logic of the esup_pod.xapi.xapi_check module and of the worker role's monitoring command.
 
 Nothing here touches the network or imports celery, redis or requests: URL parsing, redaction,
-the messages that name a broken link, the threshold rules, the probe statement and the
-summary of the per-link checks. The module does the I/O and calls these.
+the messages that name a broken link, the threshold rules, the probe statement, the
+summary of the per-link checks, and the monitoring plugin's state and performance data.
+_xapi_check_io.py does the I/O and calls these.
 """
 
 from __future__ import annotations
 
 import datetime
+import re
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 MASK = "********"
@@ -288,3 +290,132 @@ def summary_msg(checks):
         return "; ".join(broken)
     done = [c["name"] for c in checks if c["status"] == "ok"]
     return "xAPI pipeline healthy: %s ok" % ", ".join(done)
+
+
+# --- The monitoring command ------------------------------------------------------------------------
+# The worker role's <worker_service_name>-check runs the checks above and answers as a Nagios plugin
+# (also Icinga, Centreon, Shinken, Naemon): one line, "XAPI STATE - text | perfdata", and the exit
+# status 0, 1, 2 or 3.
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+STATE_NAMES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
+PLUGIN_LABEL = "XAPI"
+
+# user:password@ in any URL of a text (an error message that quotes a URL, say).
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:)[^@\s]*@")
+
+
+def redact_text(text, secrets=()):
+    """TEXT with every secret of SECRETS, and the password of every URL in it, replaced by ********.
+
+    For what no check foresaw (an exception of a library, of Pod's settings): the URLs' passwords go
+    even when the secrets are not known yet.
+    """
+    if text is None:
+        return text
+    return _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + "@", scrub(text, secrets))
+
+
+def limit_of(value):
+    """A limit of the command's options: None or a negative value is no limit."""
+    if value is None or value < 0:
+        return None
+    return value
+
+
+def perf_number(value):
+    """A number as performance data wants it: no exponent, no useless zeros (0.0123 -> '0.0123')."""
+    text = ("%.6f" % float(value)).rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def perfdata(label, value, warn=None, crit=None, minimum=None, maximum=None, uom=""):
+    """'label'=value[UOM];[warn];[crit];[min];[max], the empty fields at the end left out.
+
+    A value of None is 'U' (undetermined, the broker or the LRS did not answer). warn and crit are
+    numbers (alert above them) or ready-made ranges such as '1:' (alert below 1).
+    """
+    if re.search(r"[\s'=]", label):
+        label = "'%s'" % label.replace("'", "''")
+    fields = ["U" if value is None else perf_number(value) + uom]
+    for field in (warn, crit, minimum, maximum):
+        fields.append("" if field is None else field if isinstance(field, str) else perf_number(field))
+    while fields[-1] == "":
+        fields.pop()
+    return "%s=%s" % (label, ";".join(fields))
+
+
+def _count(value, one, unknown):
+    return unknown if value is None else one % value
+
+
+def nagios_report(result, checks, limits):
+    """(state, line) of the monitoring command, from a Checker's result and checks.
+
+    `limits`: min_consumers, warning_backlog, critical_backlog, warning_dead_letters,
+    critical_dead_letters, warning_lrs_latency and critical_lrs_latency (seconds); None or a
+    negative value is no limit. The Checker ran with the critical limits: each failed link is
+    CRITICAL, with the module's message. A backlog or dead letters above their warning limit, an
+    LRS slower than its warning limit, are WARNING; slower than the critical limit, CRITICAL.
+    The text names the problems, worst first, then the figures.
+    """
+    problems = []  # (state, message), pipeline order
+    failed = set()
+    for check in checks:
+        if check["status"] == "failed":
+            problems.append((CRITICAL, check["msg"]))
+            failed.add(check["name"])
+    backlog, dead, lrs = result.get("backlog"), result.get("dead_letters"), result.get("lrs") or {}
+    latency_ms = lrs.get("latency_ms")
+    latency = None if latency_ms is None else latency_ms / 1000.0
+    warning_backlog = limit_of(limits.get("warning_backlog"))
+    if backlog is not None and "backlog" not in failed:
+        problem = msg_backlog(backlog, warning_backlog)
+        if problem:
+            problems.append((WARNING, problem))
+    warning_dead = limit_of(limits.get("warning_dead_letters"))
+    if dead is not None and "dead_letters" not in failed:
+        problem = msg_dead_letters(dead, warning_dead, limits.get("dead_letter_key") or DEAD_LETTER_KEY)
+        if problem:
+            problems.append((WARNING, problem))
+    warning_latency = limit_of(limits.get("warning_lrs_latency"))
+    critical_latency = limit_of(limits.get("critical_lrs_latency"))
+    if latency is not None:
+        for state, limit in ((CRITICAL, critical_latency), (WARNING, warning_latency)):
+            if limit is not None and latency > limit:
+                msg = "LRS answered in %s s, more than %s s" % (perf_number(round(latency, 3)), format_seconds(limit))
+                problems.append((state, msg))
+                break
+    state = max([OK] + [problem[0] for problem in problems])
+
+    consumers = result.get("consumer_count")
+    figures = [
+        _count(consumers, "%d consumer(s)", "consumers unknown"),
+        _count(backlog, "backlog %d", "backlog unknown"),
+        "LRS did not answer" if latency_ms is None else "LRS answered in %.0f ms" % latency_ms,
+        _count(dead, "%d dead letter(s)", "dead letters unknown"),
+    ]
+    probe = result.get("probe") or {}
+    if probe.get("stored"):
+        figures.append("probe stored in %.0f ms" % probe["latency_ms"])
+    text = ", ".join(figures)
+    if problems:
+        ordered = [problem[1] for problem in sorted(problems, key=lambda p: -p[0])]
+        text = "%s (%s)" % ("; ".join(ordered), text)
+
+    minimum = limit_of(limits.get("min_consumers"))
+    perf = [
+        perfdata("consumers", consumers, None, "%d:" % minimum if minimum else None, 0),
+        perfdata("backlog", backlog, warning_backlog, limit_of(limits.get("critical_backlog")), 0),
+        perfdata("lrs_latency", None if latency is None else round(latency, 4), warning_latency, critical_latency,
+                 0, uom="s"),
+        perfdata("dead_letters", dead, warning_dead, limit_of(limits.get("critical_dead_letters")), 0),
+    ]
+    if probe.get("stored"):
+        perf.append(perfdata("probe_latency", round(probe["latency_ms"] / 1000.0, 4), None,
+                             limits.get("probe_timeout"), 0, uom="s"))
+    return state, "%s %s - %s | %s" % (PLUGIN_LABEL, STATE_NAMES[state], text, " ".join(perf))
+
+
+def unknown_report(msg):
+    """(UNKNOWN, line): the check could not run (a bad input, a missing library, the wrong user)."""
+    return UNKNOWN, "%s %s - %s" % (PLUGIN_LABEL, STATE_NAMES[UNKNOWN], msg)

@@ -327,350 +327,27 @@ elapsed_ms:
   type: float
 """
 
-import contextlib
-import importlib.util
-import io
-import socket
-import sys
 import time
-import traceback
-import uuid
-from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.esup_pod.xapi.plugins.module_utils._xapi_check import (
-    POD_TASK_NAME,
-    PROBE_ACTIVITY_ID,
-    BrokerURLError,
     DEAD_LETTER_KEY,
-    backlog_keys,
-    consumers_of,
-    msg_missing_nodes,
-    credentials_verdict,
-    format_seconds,
-    msg_backlog,
-    msg_dead_letters,
-    msg_broker_auth,
-    msg_broker_unreachable,
-    msg_consumers,
-    msg_lrs_refused,
-    msg_lrs_status,
-    msg_lrs_unreachable,
-    msg_probe_timeout,
-    new_check,
-    parse_broker_url,
-    probe_statement,
-    redact_url,
-    scrub,
-    statement_in_answer,
     summary_msg,
 )
+# The checks themselves, shared with the monitoring command of the worker role.
+from ansible_collections.esup_pod.xapi.plugins.module_utils._xapi_check_io import (
+    CheckInputError,
+    Checker,
+    missing_libraries,
+    ms,
+    prepare,
+)
 
-try:
-    import redis
-
-    REDIS_IMPORT_ERROR = None
-except ImportError:
-    redis = None
-    REDIS_IMPORT_ERROR = traceback.format_exc()
-
-try:
-    import requests
-
-    REQUESTS_IMPORT_ERROR = None
-except ImportError:
-    requests = None
-    REQUESTS_IMPORT_ERROR = traceback.format_exc()
-
-try:
-    from celery import Celery
-
-    CELERY_IMPORT_ERROR = None
-except ImportError:
-    Celery = None
-    CELERY_IMPORT_ERROR = traceback.format_exc()
-
-# Pod's settings that stand for the options, when these are not given.
-SETTINGS_NAMES = {
-    "broker_url": "XAPI_CELERY_BROKER_URL",
-    "lrs_url": "XAPI_LRS_URL",
-    "lrs_login": "XAPI_LRS_LOGIN",
-    "lrs_password": "XAPI_LRS_PWD",
-}
-XAPI_VERSION = "1.0.3"
-# The probe's lookups: 50 ms apart at first (a fine latency), then twice as far apart each time, up to 1 s.
-PROBE_POLL_FIRST = 0.05
-PROBE_POLL_MAX = 1.0
 WHERE_TO_RUN = (
     "by esup_pod.xapi.xapi_check, which runs with the Celery worker's virtualenv python: set "
     "ansible_python_interpreter to WORKER_VENV/bin/python (for example /home/pod/.virtualenvs/django_pod4/bin/python)"
 )
-
-
-def ms(seconds):
-    return round(seconds * 1000.0, 1)
-
-
-def load_pod_settings(path):
-    """Execute Pod's settings_local.py as a plain module and return its xAPI values."""
-    spec = importlib.util.spec_from_file_location("xapi_check_pod_settings_local", path)
-    if spec is None or spec.loader is None:
-        raise ImportError("cannot load %s as a Python module" % path)
-    module = importlib.util.module_from_spec(spec)
-    saved = sys.dont_write_bytecode
-    sys.dont_write_bytecode = True  # read-only: no __pycache__ next to the site's settings
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            spec.loader.exec_module(module)
-    finally:
-        sys.dont_write_bytecode = saved
-    return dict((option, getattr(module, name, None)) for option, name in SETTINGS_NAMES.items())
-
-
-class Checker(object):
-    """Runs the checks one link after the other and keeps the results."""
-
-    def __init__(self, module, params, secrets):
-        self.module = module
-        self.p = params
-        self.secrets = secrets
-        self.checks = []
-        self.app = None
-        self.parsed = parse_broker_url(params["broker_url"])
-        self.result = {
-            "changed": False,
-            "broker": {"url": redact_url(params["broker_url"]), "address": None,
-                       "reachable": False, "authenticated": False},
-            "consumers": [],
-            "consumer_count": None,
-            "consumer_attempts": 0,
-            "backlog": None,
-            "dead_letters": None,
-            "lrs": {"url": redact_url(params["lrs_url"]), "reachable": False, "status": None,
-                    "latency_ms": None, "credentials": None},
-            "probe": {"id": None, "activity_id": PROBE_ACTIVITY_ID, "enqueued": False,
-                      "stored": False, "latency_ms": None, "polls": 0},
-        }
-
-    def add(self, name, status, msg=None, detail=None):
-        self.checks.append(new_check(name, status, scrub(msg, self.secrets), scrub(detail, self.secrets)))
-
-    def error_text(self, exc):
-        return scrub("%s: %s" % (type(exc).__name__, exc), self.secrets)
-
-    # broker ---------------------------------------------------------------------------------
-    def redis_client(self):
-        timeout = self.p["timeout"]
-        return redis.Redis.from_url(self.p["broker_url"], socket_connect_timeout=timeout, socket_timeout=timeout)
-
-    def check_broker(self):
-        address = "%s:%s" % (self.parsed["host"], self.parsed["port"])
-        self.result["broker"]["address"] = address
-        client = self.redis_client()
-        try:
-            client.ping()
-        except redis.AuthenticationError as exc:
-            self.result["broker"]["reachable"] = True
-            self.add("broker", "failed", msg_broker_auth(), self.error_text(exc))
-            return False
-        except redis.ResponseError as exc:
-            if "AUTH" in str(exc).upper() or "NOPERM" in str(exc).upper():
-                self.result["broker"]["reachable"] = True
-                self.add("broker", "failed", msg_broker_auth(), self.error_text(exc))
-            else:
-                self.add("broker", "failed", msg_broker_unreachable(address), self.error_text(exc))
-            return False
-        except (redis.RedisError, OSError) as exc:
-            self.add("broker", "failed", msg_broker_unreachable(address), self.error_text(exc))
-            return False
-        finally:
-            client.close()
-        self.result["broker"].update(reachable=True, authenticated=True)
-        self.add("broker", "ok", "broker at %s answered PING" % address)
-        return True
-
-    # consumers ------------------------------------------------------------------------------
-    def celery_app(self):
-        if self.app is None:
-            app = Celery("xapi_check", broker=self.p["broker_url"], set_as_current=False)
-            app.conf.update(
-                broker_connection_timeout=self.p["timeout"],
-                broker_connection_retry_on_startup=False,
-                broker_connection_max_retries=1,
-                broker_transport_options={"socket_connect_timeout": self.p["timeout"]},
-            )
-            self.app = app
-        return self.app
-
-    def check_consumers(self):
-        queue, minimum = self.p["queue"], self.p["min_consumers"]
-        nodes, error = [], None
-        attempts = 1 + max(self.p["consumer_retries"], 0)
-        for attempt in range(1, attempts + 1):
-            self.result["consumer_attempts"] = attempt
-            try:
-                with contextlib.redirect_stdout(io.StringIO()):
-                    answer = self.celery_app().control.inspect(timeout=self.p["inspect_timeout"]).active_queues()
-                nodes, error = consumers_of(answer, queue), None
-            except Exception as exc:  # pylint: disable=broad-except
-                nodes, error = [], self.error_text(exc)
-            missing = sorted(set(self.p["nodes"]) - set(nodes))
-            if (len(nodes) >= minimum and not missing) or attempt == attempts:
-                break
-            time.sleep(self.p["consumer_delay"])
-        self.result["consumers"] = nodes
-        self.result["consumer_count"] = len(nodes)
-        problem = msg_consumers(len(nodes), minimum, queue) or msg_missing_nodes(
-            set(self.p["nodes"]) - set(nodes), queue)
-        if problem:
-            self.add("consumers", "failed", problem, error)
-            return False
-        self.add("consumers", "ok", "%d worker(s) consume queue %s: %s" % (len(nodes), queue, ", ".join(nodes)))
-        return True
-
-    # backlog --------------------------------------------------------------------------------
-    def check_backlog(self):
-        client = self.redis_client()
-        try:
-            pipe = client.pipeline(transaction=False)
-            for key in backlog_keys(self.p["queue"]):
-                pipe.llen(key)
-            backlog = sum(pipe.execute())
-        except (redis.RedisError, OSError) as exc:
-            self.add("backlog", "failed", "backlog of queue %s unreadable" % self.p["queue"], self.error_text(exc))
-            return False
-        finally:
-            client.close()
-        self.result["backlog"] = backlog
-        problem = msg_backlog(backlog, self.p["max_backlog"])
-        if problem:
-            self.add("backlog", "failed", problem)
-            return False
-        self.add("backlog", "ok", "%d message(s) wait in queue %s" % (backlog, self.p["queue"]))
-        return True
-
-    # dead letters ---------------------------------------------------------------------------
-    def check_dead_letters(self):
-        key = self.p["dead_letter_key"]
-        client = self.redis_client()
-        try:
-            count = client.llen(key)
-        except (redis.RedisError, OSError) as exc:
-            self.add("dead_letters", "failed", "dead letters %s unreadable" % key, self.error_text(exc))
-            return False
-        finally:
-            client.close()
-        self.result["dead_letters"] = count
-        problem = msg_dead_letters(count, self.p["max_dead_letters"], key)
-        if problem:
-            self.add("dead_letters", "failed", problem)
-            return False
-        self.add("dead_letters", "ok", "%d statement(s) refused by the LRS in %s" % (count, key))
-        return True
-
-    # LRS ------------------------------------------------------------------------------------
-    def lrs_get(self, params):
-        return requests.get(
-            self.p["lrs_url"],
-            params=params,
-            auth=(self.p["lrs_login"] or "", self.p["lrs_password"] or ""),
-            headers={"X-Experience-API-Version": XAPI_VERSION, "Accept": "application/json"},
-            timeout=self.p["timeout"],
-            verify=self.p["validate_certs"],
-        )
-
-    def check_lrs(self):
-        url = self.p["lrs_url"]
-        start = time.monotonic()
-        try:
-            answer = self.lrs_get({"limit": 1})
-        except requests.exceptions.RequestException as exc:
-            self.add("lrs", "failed", msg_lrs_unreachable(url), self.error_text(exc))
-            self.add("credentials", "skipped", "skipped: the LRS is unreachable")
-            return False
-        latency = ms(time.monotonic() - start)
-        status = answer.status_code
-        verdict = credentials_verdict(status)
-        self.result["lrs"].update(reachable=True, status=status, latency_ms=latency, credentials=verdict)
-        self.add("lrs", "ok", "LRS answered HTTP %s in %s ms" % (status, latency))
-        if verdict is True:
-            self.add("credentials", "ok", "LRS accepted the credentials of %s" % self.p["lrs_login"])
-            return True
-        if verdict is False:
-            self.add("credentials", "failed", msg_lrs_refused(), "HTTP %s" % status)
-        else:
-            self.add("credentials", "failed", msg_lrs_status(status, url), scrub(answer.text[:200], self.secrets))
-        return False
-
-    # probe ----------------------------------------------------------------------------------
-    def run_probe(self):
-        probe = self.result["probe"]
-        statement_id = str(uuid.uuid4())
-        statement = probe_statement(statement_id, host=socket.gethostname())
-        probe["id"] = statement_id
-        start = time.monotonic()
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                self.celery_app().send_task(
-                    POD_TASK_NAME, args=[statement], queue=self.p["queue"], retry=True,
-                    retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
-                )
-        except Exception as exc:  # pylint: disable=broad-except
-            self.add("probe", "failed", "probe could not be enqueued on queue %s" % self.p["queue"],
-                     self.error_text(exc))
-            return False
-        probe["enqueued"] = True
-        self.result["changed"] = True
-        deadline = start + self.p["probe_timeout"]
-        last_error = None
-        while True:
-            probe["polls"] += 1
-            try:
-                answer = self.lrs_get({"statementId": statement_id})
-                body = answer.json() if answer.status_code == 200 else None
-                last_error = None if answer.status_code in (200, 404) else "HTTP %s" % answer.status_code
-            except (requests.exceptions.RequestException, ValueError) as exc:
-                body, last_error = None, self.error_text(exc)
-            now = time.monotonic()
-            if statement_in_answer(body, statement_id):
-                probe.update(stored=True, latency_ms=ms(now - start))
-                self.add("probe", "ok", "probe %s stored by the LRS in %s ms" % (statement_id, probe["latency_ms"]))
-                return True
-            if now >= deadline:
-                break
-            interval = min(PROBE_POLL_FIRST * 2 ** min(probe["polls"] - 1, 16), PROBE_POLL_MAX)
-            time.sleep(min(interval, max(deadline - now, 0)))
-        self.add("probe", "failed", msg_probe_timeout(self.p["probe_timeout"]), last_error)
-        return False
-
-    def close(self):
-        if self.app is not None:
-            with contextlib.suppress(Exception):
-                self.app.close()
-
-    def run(self):
-        broker_ok = self.check_broker()
-        if broker_ok:
-            consumers_ok = self.check_consumers()
-            backlog_ok = self.check_backlog()
-            self.check_dead_letters()
-        else:
-            consumers_ok = backlog_ok = False
-            self.add("consumers", "skipped", "skipped: the broker is not usable")
-            self.add("backlog", "skipped", "skipped: the broker is not usable")
-            self.add("dead_letters", "skipped", "skipped: the broker is not usable")
-        lrs_ok = self.check_lrs()
-        if not self.p["probe"]:
-            self.add("probe", "skipped", "skipped: probe=false")
-        elif self.module.check_mode:
-            self.add("probe", "skipped", "skipped: check mode")
-        elif not (broker_ok and consumers_ok and backlog_ok and lrs_ok):
-            self.add("probe", "skipped", "skipped: another link is broken")
-        else:
-            self.run_probe()
-        self.close()
-        return self.checks
 
 
 def main():
@@ -697,51 +374,18 @@ def main():
         ),
         supports_check_mode=True,
     )
-    for library, error in (("redis", REDIS_IMPORT_ERROR), ("requests", REQUESTS_IMPORT_ERROR),
-                           ("celery", CELERY_IMPORT_ERROR)):
-        if error:
-            module.fail_json(msg=missing_required_lib(library, reason=WHERE_TO_RUN), exception=error)
+    for library, error in missing_libraries():
+        module.fail_json(msg=missing_required_lib(library, reason=WHERE_TO_RUN), exception=error)
 
     started = time.monotonic()
-    params = dict(module.params)
-    missing = [option for option in SETTINGS_NAMES if params[option] is None]
-    settings_used = []
-    if missing:
-        path = params["settings_path"]
-        try:
-            found = load_pod_settings(path)
-        except FileNotFoundError:
-            module.fail_json(msg="%s not given, and settings_path %s does not exist" % (", ".join(missing), path))
-        except Exception as exc:  # pylint: disable=broad-except
-            # Any error of the site's own code.
-            module.fail_json(msg="%s not given, and settings_path %s could not be read: %s: %s"
-                             % (", ".join(missing), path, type(exc).__name__, exc))
-        for option in missing:
-            if found.get(option) is not None:
-                params[option] = str(found[option])
-                settings_used.append(option)
-
-    secrets = [params["broker_url"], params["lrs_password"]]
     try:
-        broker_password = parse_broker_url(params["broker_url"])["password"]
-    except BrokerURLError as exc:
-        module.fail_json(msg="%s (option broker_url, or XAPI_CELERY_BROKER_URL in settings_path)" % exc,
-                         settings_used=settings_used)
-    # The password as written in the URL (percent-encoded) and as sent to Redis.
-    secrets += [broker_password, urlsplit(params["broker_url"]).password]
+        params, secrets, settings_used = prepare(module.params)
+    except CheckInputError as exc:
+        module.fail_json(msg=str(exc), settings_used=exc.settings_used)
     for secret in secrets:
-        if secret:
-            module.no_log_values.add(secret)
-    if not params["lrs_url"]:
-        module.fail_json(msg="lrs_url is empty (option lrs_url, or XAPI_LRS_URL in settings_path)",
-                         settings_used=settings_used)
-    for option in ("probe_timeout", "timeout", "inspect_timeout"):
-        if params[option] <= 0:
-            module.fail_json(msg="%s must be greater than 0, got %s" % (option, format_seconds(params[option])))
-    if params["min_consumers"] < 0 or params["consumer_retries"] < 0 or params["consumer_delay"] < 0:
-        module.fail_json(msg="min_consumers, consumer_retries and consumer_delay must not be negative")
+        module.no_log_values.add(secret)
 
-    checker = Checker(module, params, secrets)
+    checker = Checker(params, secrets, check_mode=module.check_mode)
     checks = checker.run()
     result = checker.result
     result.update(checks=checks, settings_used=settings_used, elapsed_ms=ms(time.monotonic() - started),

@@ -18,6 +18,8 @@ import pytest
 
 
 from ansible_collections.esup_pod.xapi.plugins.modules import xapi_check
+# The checks that the module runs live in this module util (shared with the worker's monitoring command).
+from ansible_collections.esup_pod.xapi.plugins.module_utils import _xapi_check_io as checks_io
 
 # ansible-core's patch_module_args, or its stand-in on 2.18.
 from ansible_collections.esup_pod.xapi.tests.unit.compat import patch_module_args
@@ -161,13 +163,13 @@ def lab(monkeypatch):
         def close(self):
             pass
 
-    monkeypatch.setattr(xapi_check, "redis", fake_redis)
-    monkeypatch.setattr(xapi_check, "requests", fake_requests)
-    monkeypatch.setattr(xapi_check, "Celery", Celery)
+    monkeypatch.setattr(checks_io, "redis", fake_redis)
+    monkeypatch.setattr(checks_io, "requests", fake_requests)
+    monkeypatch.setattr(checks_io, "Celery", Celery)
     for name in ("REDIS_IMPORT_ERROR", "REQUESTS_IMPORT_ERROR", "CELERY_IMPORT_ERROR"):
-        monkeypatch.setattr(xapi_check, name, None)
-    monkeypatch.setattr(xapi_check.time, "sleep", lambda seconds: None)
-    monkeypatch.setattr(xapi_check, "PROBE_POLL_FIRST", 0.001)
+        monkeypatch.setattr(checks_io, name, None)
+    monkeypatch.setattr(checks_io.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(checks_io, "PROBE_POLL_FIRST", 0.001)
     return state
 
 
@@ -347,7 +349,7 @@ def test_empty_lrs_url(capsys, lab):
 
 
 def test_missing_library_says_where_to_run(capsys, lab, monkeypatch):
-    monkeypatch.setattr(xapi_check, "CELERY_IMPORT_ERROR", "Traceback: No module named celery")
+    monkeypatch.setattr(checks_io, "CELERY_IMPORT_ERROR", "Traceback: No module named celery")
     result = run(capsys)
     assert result["failed"] is True
     assert "celery" in result["msg"] and "ansible_python_interpreter" in result["msg"]
