@@ -18,7 +18,6 @@ It exits 1 when a phase fails (a statement not stored, an LRS error), not when a
 """
 
 import argparse
-import statistics
 import sys
 import time
 import uuid
@@ -51,8 +50,8 @@ def main(argv=None):
     print("lab %s: encoding hosts %s; %d statements a phase, %d round(s), posters %s, an empty LRS store each phase"
           % (lab.lab_name(), " ".join(lab_.hosts), args.count, args.rounds,
              "/".join(map(str, args.posters))), flush=True)
-    print("%-10s %-5s | %-38s | %-16s | %s" % ("RTT added", "round", "LRS ceiling, st/s (posters: rate)",
-                                              "pipeline, st/s", "ratio"), flush=True)
+    print("%-10s %-5s | %-38s | %-16s | %s" % (
+        "RTT added", "round", "LRS ceiling, st/s (posters: rate)", "pipeline, st/s", "ratio"), flush=True)
     summary = []
     try:
         for rtt in args.latency:
@@ -76,26 +75,27 @@ def main(argv=None):
                     "%d ms" % rtt if rtt else "none", number, best.rate,
                     " ".join("%d:%.0f" % (p, r) for p, r in sorted(levels.items())) + ")", pipe.rate, ratio),
                     flush=True)
-            summary.append((rtt, ceilings, pipelines, ratios, splits))
+            summary.append({"rtt": rtt, "ceilings": ceilings, "pipelines": pipelines, "ratios": ratios,
+                            "splits": splits})
     finally:
         lab_.clear_latency()
     memory = lab_.worker_memory()
 
     print()
-    print("%-10s | %-22s | %-22s | %-20s | %s" % ("RTT added", "LRS ceiling, st/s", "pipeline, st/s",
-                                                 "ratio", "statements per node"))
-    for rtt, ceilings, pipelines, ratios, splits in summary:
-        nodes = sorted({node for split in splits for node in split})
-        per_node = " ".join("%s:%d" % (node, sum(split.get(node, 0) for split in splits)) for node in nodes)
+    print("%-10s | %-22s | %-22s | %-20s | %s" % (
+        "RTT added", "LRS ceiling, st/s", "pipeline, st/s", "ratio", "statements per node"))
+    for row in summary:
+        nodes = sorted({node for split in row["splits"] for node in split})
+        per_node = " ".join("%s:%d" % (node, sum(split.get(node, 0) for split in row["splits"])) for node in nodes)
         print("%-10s | %-22s | %-22s | %-20s | %s" % (
-            "%d ms" % rtt if rtt else "none", bench.spread(ceilings).replace(".00", ""), bench.spread(pipelines),
-            bench.spread(ratios), per_node))
+            "%d ms" % row["rtt"] if row["rtt"] else "none", bench.spread(row["ceilings"], "%.0f"),
+            bench.spread(row["pipelines"], "%.0f"), bench.spread(row["ratios"]), per_node))
     for host, (processes, rss, pss) in sorted(memory.items()):
         print("worker memory on %s: %d process(es), RSS %.0f MiB, PSS %.0f MiB in total"
               % (host, processes, rss / 1024, pss / 1024))
-    worst_ratio = min(min(r) for _, _, _, r, _ in summary)
-    slowest = min(min(p) for _, _, p, _, _ in summary)
-    biggest = max(rss for _, rss, _ in memory.values()) / 1024
+    worst_ratio = min(min(row["ratios"]) for row in summary)
+    slowest = min(min(row["pipelines"]) for row in summary)
+    biggest = max(value[1] for value in memory.values()) / 1024
     print("targets: pipeline >= %.0f%% of the ceiling in every round: %s (worst %.2f); >= %.0f statements/s: %s "
           "(slowest %.1f); worker RSS < %d MiB: %s (%.0f MiB)" % (
               TARGET_RATIO * 100, "met" if worst_ratio >= TARGET_RATIO else "MISSED", worst_ratio, TARGET_RATE,

@@ -15,9 +15,9 @@ in the host's network namespace), so the worker's configuration is unchanged.
 """
 
 import json
+import shlex
 import statistics
 import subprocess
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -318,10 +318,9 @@ echo "$n $total_rss $total_pss"
 
 
 def _quote(text):
-    import shlex
     return shlex.quote(text)
 
 
-def spread(values):
+def spread(values, form="%.2f"):
     """'median (min to max)' of VALUES."""
-    return "%.2f (%.2f to %.2f)" % (statistics.median(values), min(values), max(values))
+    return (form + " (" + form + " to " + form + ")") % (statistics.median(values), min(values), max(values))
