@@ -1,0 +1,72 @@
+"""Turning xAPI off and on again (README: "Turning xAPI off"), with real ansible-playbook runs.
+
+`site.yml -e xapi_enabled=false` turns the frontal off (USE_XAPI = False, Pod restarted), then the
+worker delivers what the broker still holds, stops, and stays off at boot; the broker and its data
+stay. A re-run changes nothing. `site.yml` with xAPI on again starts the worker, and delivery
+resumes. The lab is left on, as the other tests expect it.
+"""
+
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+
+from lablib import faults, lab, pod  # noqa: E402
+from lablib.lrs import LRS  # noqa: E402
+
+SERVICE = "celeryd-xapi"
+KEPT_KEY = "lab:test:turning-off:kept"
+
+
+def recap_changed(output):
+    """{host: changed count} of a playbook's PLAY RECAP."""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", output, re.M)}
+
+
+def site_use_xapi():
+    """USE_XAPI as the site's Pod reads it on the frontal."""
+    process = pod.run_in_pod("frontal", "from pod.custom import settings_local as s\nprint(getattr(s, 'USE_XAPI', None))\n")
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    return out.strip()
+
+
+def test_turning_xapi_off_drains_then_stops_and_on_again_resumes():
+    encoding, frontal, broker = lab.host("encoding"), lab.host("frontal"), faults.Lab()
+    lrs = LRS()
+    pod_web = "systemctl show -p ActiveEnterTimestampMonotonic --value uwsgi-pod.service"
+    broker.broker("SET %s planted" % KEPT_KEY)
+    # Statements waiting in the broker when xAPI is turned off: the worker must deliver them first.
+    assert encoding.run("systemctl stop %s.service" % SERVICE).rc == 0
+    waiting = pod.enqueue(40, tag="turning-off")
+    assert int(broker.broker("LLEN xapi").strip()) >= 40
+    web_started = frontal.run(pod_web).stdout.strip()
+    try:
+        rc, output = lab.run_playbook("playbooks/site.yml", "-e", "xapi_enabled=false")
+        assert rc == 0, output[-4000:]
+        # The frontal no longer enqueues: Pod reads USE_XAPI = False, and its web service restarted.
+        assert site_use_xapi() == "False"
+        assert frontal.run(pod_web).stdout.strip() != web_started
+        # The worker delivered every waiting statement before it stopped; it stays off at boot.
+        assert set(lrs.wait_for(waiting, timeout=30)) == set(waiting)
+        assert "Wait until the worker has delivered every pending statement" in output
+        assert encoding.run("systemctl is-active %s.service %s@xapi.service" % (SERVICE, SERVICE)).stdout.split() == [
+            "inactive", "inactive"]
+        assert encoding.run("systemctl is-enabled %s.service" % SERVICE).stdout.strip() == "disabled"
+        # The broker and its data stay.
+        assert broker.broker("GET %s" % KEPT_KEY).strip() == "planted"
+        assert frontal.run("systemctl is-active redis-server@xapi.service").stdout.strip() == "active"
+        # Off is a state: a re-run changes nothing.
+        rc, output = lab.run_playbook("playbooks/site.yml", "-e", "xapi_enabled=false")
+        assert rc == 0, output[-4000:]
+        assert set(recap_changed(output).values()) == {0}, output[-3000:]
+    finally:
+        rc, output = lab.run_playbook("playbooks/site.yml")
+        broker.broker("DEL %s" % KEPT_KEY)
+    assert rc == 0, output[-4000:]
+    # On again: the frontal enqueues, the worker runs at boot, and delivery resumes.
+    assert site_use_xapi() == "True"
+    assert encoding.run("systemctl is-enabled %s.service" % SERVICE).stdout.strip() == "enabled"
+    resumed = pod.enqueue(5, tag="turned-on")
+    assert set(lrs.wait_for(resumed, timeout=60)) == set(resumed)
