@@ -335,6 +335,33 @@ def atomic_consume():
     channel_class._brpop_read = _brpop_read  # pylint: disable=protected-access
 
 
+def prompt_refill(interval=0.02):
+    """Wake the node's event loop every INTERVAL seconds, so that a slot freed in a thread is filled at once.
+
+    With the threads pool, a task acknowledges its message in its own thread; the node's event loop
+    in the main thread, which stopped taking messages when its prefetch window was full, sleeps in
+    its poll until its next timer or socket event (up to a second and more) before it takes the next
+    one. Measured on the lab: 40 statements/s with 32 threads and a window of 32, against an LRS that
+    takes 170. A repeating timer on the loop (the event loop's own hub) bounds that sleep. Not needed
+    with prefork, whose results wake the loop through their pipes.
+    """
+    from celery import signals
+
+    def on_ready(sender=None, **_):
+        hub = getattr(sender, "hub", None)
+        if hub is None:
+            return
+        hub.call_repeatedly(interval, _noop)
+        LOG.info("the event loop wakes every %.0f ms to fill freed slots", interval * 1000)
+
+    signals.worker_ready.connect(on_ready, weak=False)
+    return on_ready
+
+
+def _noop():
+    return None
+
+
 # restore_unacked ---------------------------------------------------------------------------------
 def _restore_tag(channel, client, hash_key, index_key, tag):
     """Move one unacknowledged message back to its queue, atomically (as kombu's restore_by_tag)."""
