@@ -7,7 +7,9 @@ delaying proxy) and each round, on an empty Ralph store each phase (tests/lablib
 - the pipeline: COUNT statements enqueued through Pod's task on the frontal, timed from the first
   enqueue to the LRS's `stored` time of the last one;
 - the ratio pipeline / ceiling. The rounds alternate which phase runs first.
-Then the worker's memory (RSS and PSS of its processes) and, with several encoding hosts, how the
+For a far LRS, the worker gets the README's setting first (worker_concurrency 16 at 20 ms, 32 at 50
+ms, deployed with site.yml --tags worker; --defaults-only keeps the defaults), and the defaults back at
+the end. Then the worker's memory (RSS and PSS of its processes, at the defaults) and, with several encoding hosts, how the
 statements split between the nodes. It prints one table and whether each target is met.
 
 Run it on a converged lab, from the repository root:
@@ -43,6 +45,9 @@ def main(argv=None):
     parser.add_argument("--latency", type=int, nargs="+", default=[0, 20, 50],
                         help="added round-trip times in ms, 0 for the lab network (default 0 20 50)")
     parser.add_argument("--timeout", type=int, default=600, help="longest wait for a phase, s (default 600)")
+    parser.add_argument("--defaults-only", action="store_true",
+                        help="keep the worker's defaults for a far LRS too (default: the README's setting, "
+                             "worker_concurrency 16 at 20 ms and 32 at 50 ms, deployed with site.yml)")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -50,11 +55,18 @@ def main(argv=None):
     print("lab %s: encoding hosts %s; %d statements a phase, %d round(s), posters %s, an empty LRS store each phase"
           % (lab.lab_name(), " ".join(lab_.hosts), args.count, args.rounds,
              "/".join(map(str, args.posters))), flush=True)
-    print("%-10s %-5s | %-38s | %-16s | %s" % (
-        "RTT added", "round", "LRS ceiling, st/s (posters: rate)", "pipeline, st/s", "ratio"), flush=True)
-    summary = []
+    print("%-10s %-5s | %-38s | %-22s | %s" % (
+        "RTT added", "round", "LRS ceiling, st/s (posters: rate)", "pipeline, st/s (slots)", "ratio"), flush=True)
+    summary, memory = [], None
     try:
+        tuned = False
         for rtt in args.latency:
+            wanted = None if args.defaults_only else next(
+                (value for floor, value in bench.FAR_LRS_CONCURRENCY if rtt >= floor), None)
+            if wanted or tuned:
+                lab_.set_concurrency(wanted)
+                tuned = bool(wanted)
+            slots = lab_.worker_concurrency()
             lab_.set_latency(rtt)
             ceilings, pipelines, ratios, splits = [], [], [], []
             for number in range(1, args.rounds + 1):
@@ -71,25 +83,32 @@ def main(argv=None):
                 pipelines.append(pipe.rate)
                 ratios.append(ratio)
                 splits.append(pipe.detail["split"])
-                print("%-10s %-5d | %6.1f (%-29s | %6.1f           | %.2f" % (
+                print("%-10s %-5d | %6.1f (%-29s | %6.1f (%2d)            | %.2f" % (
                     "%d ms" % rtt if rtt else "none", number, best.rate,
-                    " ".join("%d:%.0f" % (p, r) for p, r in sorted(levels.items())) + ")", pipe.rate, ratio),
+                    " ".join("%d:%.0f" % (p, r) for p, r in sorted(levels.items())) + ")", pipe.rate, slots, ratio),
                     flush=True)
-            summary.append({"rtt": rtt, "ceilings": ceilings, "pipelines": pipelines, "ratios": ratios,
+            if memory is None and not wanted:
+                # At the defaults, after the worker has delivered this condition's statements.
+                if memory is None:
+        memory = lab_.worker_memory()
+            summary.append({"rtt": rtt, "slots": slots, "ceilings": ceilings, "pipelines": pipelines, "ratios": ratios,
                             "splits": splits})
     finally:
         lab_.clear_latency()
-    memory = lab_.worker_memory()
+        if tuned:
+            lab_.set_concurrency(None)
+    if memory is None:
+        memory = lab_.worker_memory()
 
     print()
-    print("%-10s | %-22s | %-22s | %-20s | %s" % (
-        "RTT added", "LRS ceiling, st/s", "pipeline, st/s", "ratio", "statements per node"))
+    print("%-10s | %-22s | %-22s | %-5s | %-20s | %s" % (
+        "RTT added", "LRS ceiling, st/s", "pipeline, st/s", "slots", "ratio", "statements per node"))
     for row in summary:
         nodes = sorted({node for split in row["splits"] for node in split})
         per_node = " ".join("%s:%d" % (node, sum(split.get(node, 0) for split in row["splits"])) for node in nodes)
-        print("%-10s | %-22s | %-22s | %-20s | %s" % (
+        print("%-10s | %-22s | %-22s | %-5d | %-20s | %s" % (
             "%d ms" % row["rtt"] if row["rtt"] else "none", bench.spread(row["ceilings"], "%.0f"),
-            bench.spread(row["pipelines"], "%.0f"), bench.spread(row["ratios"]), per_node))
+            bench.spread(row["pipelines"], "%.0f"), row["slots"], bench.spread(row["ratios"]), per_node))
     for host, (processes, rss, pss) in sorted(memory.items()):
         print("worker memory on %s: %d process(es), RSS %.0f MiB, PSS %.0f MiB in total"
               % (host, processes, rss / 1024, pss / 1024))

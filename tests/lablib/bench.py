@@ -24,6 +24,9 @@ from datetime import datetime
 from . import faults, lab, pod
 
 RALPH_STORE = "/var/lib/ralph/fs_lrs.jsonl"
+# The worker role's documented setting for a far LRS (README, "Throughput"): worker_concurrency by
+# added round-trip time; below 20 ms, the role's default.
+FAR_LRS_CONCURRENCY = ((50, 32), (20, 16))
 PROXY_NAME = "lab-bench-delay"
 
 # Runs on an encoding host, in the worker's virtualenv (the requests Pod uses): COUNT statements
@@ -205,6 +208,20 @@ class Bench:
         self.hosts = encoding_hosts()
         self.latency = 0
 
+    # the worker's setting ---------------------------------------------------------------------
+    def inventories(self):
+        """The lab's inventories: inventory/lab, and tests/lab/encoding2.yml with a second encoding host."""
+        extra = ("tests/lab/encoding2.yml",) if "encoding2" in self.hosts else ()
+        return ("inventory/lab",) + extra
+
+    def set_concurrency(self, concurrency):
+        """Deploy the worker with worker_concurrency CONCURRENCY (None: the role's default), the way an
+        admin does: site.yml, tag worker."""
+        extra = ("-e", "worker_concurrency=%d" % concurrency) if concurrency else ()
+        rc, output = lab.run_playbook("playbooks/site.yml", "--tags", "worker", *extra, inventories=self.inventories())
+        assert rc == 0, "site.yml failed: %s" % output[-3000:]
+        self.faults.nodes_active()
+
     # the LRS's conditions -------------------------------------------------------------------
     def fresh_store(self):
         """An empty Ralph store, and a Ralph restarted on it and warmed: a restarted Ralph checks the
@@ -275,6 +292,8 @@ class Bench:
         """COUNT statements through Pod's task on the frontal, on a fresh store: the time from the first
         enqueue to the LRS's `stored` time of the last one."""
         self.fresh_store()
+        # Nothing left from an earlier run: it would reach this phase's store.
+        lab.until("the broker holds nothing pending", self.nothing_pending, 120)
         before = self.tasks_by_node()
         sent = _remote("frontal", _ENQUEUE, count, tag)
         waited = faults.run("lrs", "python3 -c %s %s %d %d" % (_quote(_WAIT_STORE), RALPH_STORE, count, timeout),
@@ -288,10 +307,21 @@ class Bench:
         split = {node: after.get(node, 0) - before.get(node, 0) for node in after}
         return Phase(count, last - sent["start"], {"enqueue_s": sent["end"] - sent["start"], "split": split})
 
+    def nothing_pending(self):
+        """Whether no statement waits in the broker: queued, unacknowledged or in flight (the worker's
+        delivery command)."""
+        out = faults.run(self.hosts[0], "/usr/local/sbin/%s-dead-letters pending" % faults.WORKER_SERVICE).stdout
+        return sum(json.loads(out.strip().splitlines()[-1]).values()) == 0
+
     def tasks_by_node(self):
         """{node: tasks run since it started}, from Celery's own stats (celery inspect stats)."""
         stats = pod.inspect_json("stats")
         return {node: sum((answer.get("total") or {}).values()) for node, answer in stats.items()}
+
+    def worker_concurrency(self):
+        """The worker's --concurrency on the first encoding host, as deployed."""
+        out = faults.run(self.hosts[0], "grep ^CELERYD_OPTS= /etc/default/%s" % faults.WORKER_SERVICE).stdout
+        return int(out.split("--concurrency=", 1)[1].split()[0].strip('"'))
 
     # the worker's memory --------------------------------------------------------------------
     def worker_memory(self):
