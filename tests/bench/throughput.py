@@ -7,8 +7,8 @@ delaying proxy) and each round, on an empty Ralph store each phase (tests/lablib
 - the pipeline: COUNT statements enqueued through Pod's task on the frontal, timed from the first
   enqueue to the LRS's `stored` time of the last one;
 - the ratio pipeline / ceiling. The rounds alternate which phase runs first.
-For a far LRS, the worker gets the README's setting first (worker_concurrency 16 at 20 ms, 32 at 50
-ms, deployed with site.yml --tags worker; --defaults-only keeps the defaults), and the defaults back at
+For a far LRS, the worker gets the README's setting first (worker_concurrency 32 from 20 ms,
+deployed with site.yml --tags worker; --defaults-only keeps the defaults), and the defaults back at
 the end. Then the worker's memory (RSS and PSS of its processes, at the defaults) and, with several encoding hosts, how the
 statements split between the nodes. It prints one table and whether each target is met.
 
@@ -47,7 +47,7 @@ def main(argv=None):
     parser.add_argument("--timeout", type=int, default=600, help="longest wait for a phase, s (default 600)")
     parser.add_argument("--defaults-only", action="store_true",
                         help="keep the worker's defaults for a far LRS too (default: the README's setting, "
-                             "worker_concurrency 16 at 20 ms and 32 at 50 ms, deployed with site.yml)")
+                             "worker_concurrency 32 from 20 ms, deployed with site.yml)")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -89,8 +89,7 @@ def main(argv=None):
                     flush=True)
             if memory is None and not wanted:
                 # At the defaults, after the worker has delivered this condition's statements.
-                if memory is None:
-        memory = lab_.worker_memory()
+                memory = lab_.worker_memory()
             summary.append({"rtt": rtt, "slots": slots, "ceilings": ceilings, "pipelines": pipelines, "ratios": ratios,
                             "splits": splits})
     finally:

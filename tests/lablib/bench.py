@@ -26,7 +26,7 @@ from . import faults, lab, pod
 RALPH_STORE = "/var/lib/ralph/fs_lrs.jsonl"
 # The worker role's documented setting for a far LRS (README, "Throughput"): worker_concurrency by
 # added round-trip time; below 20 ms, the role's default.
-FAR_LRS_CONCURRENCY = ((50, 32), (20, 16))
+FAR_LRS_CONCURRENCY = ((20, 32),)
 PROXY_NAME = "lab-bench-delay"
 
 # Runs on an encoding host, in the worker's virtualenv (the requests Pod uses): COUNT statements
