@@ -44,6 +44,9 @@ def main(argv=None):
                         help="parallel posters tried for the ceiling (default 1 4 8 16)")
     parser.add_argument("--latency", type=int, nargs="+", default=[0, 20, 50],
                         help="added round-trip times in ms, 0 for the lab network (default 0 20 50)")
+    parser.add_argument("--scale-latency", type=int, nargs="*", default=[0, 50],
+                        help="with several encoding hosts, the added round-trip times measured with all of them "
+                             "(default 0 50); the other rows run on the first host only")
     parser.add_argument("--timeout", type=int, default=600, help="longest wait for a phase, s (default 600)")
     parser.add_argument("--defaults-only", action="store_true",
                         help="keep the worker's defaults for a far LRS too (default: the README's setting, "
@@ -55,12 +58,17 @@ def main(argv=None):
     print("lab %s: encoding hosts %s; %d statements a phase, %d round(s), posters %s, an empty LRS store each phase"
           % (lab.lab_name(), " ".join(lab_.hosts), args.count, args.rounds,
              "/".join(map(str, args.posters))), flush=True)
-    print("%-10s %-5s | %-38s | %-22s | %s" % (
+    print("%-16s %-5s | %-38s | %-22s | %s" % (
         "RTT added", "round", "LRS ceiling, st/s (posters: rate)", "pipeline, st/s (slots)", "ratio"), flush=True)
-    summary, memory = [], None
+    summary, memory, active, tuned = [], None, None, False
     try:
-        tuned = False
-        for rtt in args.latency:
+        runs = [(1, rtt) for rtt in args.latency]
+        if len(lab_.hosts) > 1:
+            runs += [(len(lab_.hosts), rtt) for rtt in args.scale_latency]
+        for hosts, rtt in runs:
+            if hosts != active:
+                lab_.use_hosts(hosts)
+                active = hosts
             wanted = None if args.defaults_only else next(
                 (value for floor, value in bench.FAR_LRS_CONCURRENCY if rtt >= floor), None)
             if wanted or tuned:
@@ -68,6 +76,7 @@ def main(argv=None):
                 tuned = bool(wanted)
             slots = lab_.worker_concurrency()
             lab_.set_latency(rtt)
+            label = ("%d ms" % rtt if rtt else "none") + (", %d hosts" % hosts if hosts > 1 else "")
             ceilings, pipelines, ratios, splits = [], [], [], []
             for number in range(1, args.rounds + 1):
                 tag = "bench-%s" % uuid.uuid4().hex[:8]
@@ -83,30 +92,33 @@ def main(argv=None):
                 pipelines.append(pipe.rate)
                 ratios.append(ratio)
                 splits.append(pipe.detail["split"])
-                print("%-10s %-5d | %6.1f (%-29s | %6.1f (%2d)            | %.2f" % (
-                    "%d ms" % rtt if rtt else "none", number, best.rate,
+                print("%-16s %-5d | %6.1f (%-29s | %6.1f (%2d)            | %.2f" % (
+                    label, number, best.rate,
                     " ".join("%d:%.0f" % (p, r) for p, r in sorted(levels.items())) + ")", pipe.rate, slots, ratio),
                     flush=True)
-            if memory is None and not wanted:
+            if memory is None and not wanted and hosts == 1:
                 # At the defaults, after the worker has delivered this condition's statements.
                 memory = lab_.worker_memory()
-            summary.append({"rtt": rtt, "slots": slots, "ceilings": ceilings, "pipelines": pipelines, "ratios": ratios,
+            summary.append({"label": label, "slots": slots, "ceilings": ceilings, "pipelines": pipelines, "ratios": ratios,
                             "splits": splits})
     finally:
         lab_.clear_latency()
         if tuned:
             lab_.set_concurrency(None)
+        if active is not None and active != len(lab_.hosts):
+            lab_.use_hosts(len(lab_.hosts))
     if memory is None:
         memory = lab_.worker_memory()
+    memory = {host: value for host, value in memory.items() if value[0]}
 
     print()
-    print("%-10s | %-22s | %-22s | %-5s | %-20s | %s" % (
+    print("%-16s | %-22s | %-22s | %-5s | %-20s | %s" % (
         "RTT added", "LRS ceiling, st/s", "pipeline, st/s", "slots", "ratio", "statements per node"))
     for row in summary:
         nodes = sorted({node for split in row["splits"] for node in split})
         per_node = " ".join("%s:%d" % (node, sum(split.get(node, 0) for split in row["splits"])) for node in nodes)
-        print("%-10s | %-22s | %-22s | %-5d | %-20s | %s" % (
-            "%d ms" % row["rtt"] if row["rtt"] else "none", bench.spread(row["ceilings"], "%.0f"),
+        print("%-16s | %-22s | %-22s | %-5d | %-20s | %s" % (
+            row["label"], bench.spread(row["ceilings"], "%.0f"),
             bench.spread(row["pipelines"], "%.0f"), row["slots"], bench.spread(row["ratios"]), per_node))
     for host, (processes, rss, pss) in sorted(memory.items()):
         print("worker memory on %s: %d process(es), RSS %.0f MiB, PSS %.0f MiB in total"

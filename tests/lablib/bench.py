@@ -222,6 +222,15 @@ class Bench:
         assert rc == 0, "site.yml failed: %s" % output[-3000:]
         self.faults.nodes_active()
 
+    def use_hosts(self, count):
+        """Run the worker on the first COUNT encoding hosts only (the others' service stopped)."""
+        for number, host in enumerate(self.hosts):
+            action = "start" if number < count else "stop"
+            faults.run(host, "systemctl %s %s.service" % (action, faults.WORKER_SERVICE))
+        for host in self.hosts[:count]:
+            lab.until("the worker's nodes on %s run" % host, lambda host=host: faults.run(
+                host, "/etc/init.d/%s status" % faults.WORKER_SERVICE, check=False).rc == 0, 120)
+
     # the LRS's conditions -------------------------------------------------------------------
     def fresh_store(self):
         """An empty Ralph store, and a Ralph restarted on it and warmed: a restarted Ralph checks the
