@@ -66,14 +66,15 @@ def main(argv=None):
         if len(lab_.hosts) > 1:
             runs += [(len(lab_.hosts), rtt) for rtt in args.scale_latency]
         for hosts, rtt in runs:
-            if hosts != active:
-                lab_.use_hosts(hosts)
-                active = hosts
             wanted = None if args.defaults_only else next(
                 (value for floor, value in bench.FAR_LRS_CONCURRENCY if rtt >= floor), None)
             if wanted or tuned:
+                # site.yml starts the worker on every encoding host.
                 lab_.set_concurrency(wanted)
-                tuned = bool(wanted)
+                tuned, active = bool(wanted), None
+            if hosts != active:
+                lab_.use_hosts(hosts)
+                active = hosts
             slots = lab_.worker_concurrency()
             lab_.set_latency(rtt)
             label = ("%d ms" % rtt if rtt else "none") + (", %d hosts" % hosts if hosts > 1 else "")
