@@ -66,7 +66,9 @@ def main_pid():
 
 
 def command_line():
-    return encoding().check_output("tr '\\0' ' ' < /proc/%d/cmdline" % main_pid())
+    """The node's command line, or "" while it has no main process."""
+    got = encoding().run("tr '\\0' ' ' < /proc/%d/cmdline" % main_pid())
+    return got.stdout if got.rc == 0 and main_pid() > 0 else ""
 
 
 def clock():
@@ -98,12 +100,12 @@ def test_configure_and_service_tags_apply_a_setting_and_restart_without_git_or_p
         assert ran(results, "Write the broker's configuration")
         assert ran(results, "Set the xAPI names in Pod's settings_local.py")
         assert "changed" in results["Restart the xAPI Celery worker"]
-        assert "--loglevel=DEBUG" in command_line()
+        lab.until("the node runs with --loglevel=DEBUG", lambda: "--loglevel=DEBUG" in command_line(), 30)
         assert starts_since(since) == 1
     finally:
         rc, output = lab.run_playbook("playbooks/site.yml", "--tags", "configure,service")
     assert rc == 0, output[-3000:]
-    assert "--loglevel=INFO" in command_line()
+    lab.until("the node runs with --loglevel=INFO again", lambda: "--loglevel=INFO" in command_line(), 30)
 
 
 # --- An offline install --------------------------------------------------------------------------
@@ -125,6 +127,7 @@ class NoRouteOut:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def __enter__(self):
+        self._clear()  # what an interrupted run left
         self._run("iptables", "-N", CHAIN)
         self._run("iptables", "-A", CHAIN, "-o", "lo", "-j", "RETURN")
         for subnet in self.subnets:
@@ -135,6 +138,9 @@ class NoRouteOut:
         return self
 
     def __exit__(self, *exc):
+        self._clear()
+
+    def _clear(self):
         self._run("ip6tables", "-D", "OUTPUT", "!", "-o", "lo", "-j", "REJECT", check=False)
         self._run("iptables", "-D", "OUTPUT", "-j", CHAIN, check=False)
         self._run("iptables", "-F", CHAIN, check=False)
@@ -158,7 +164,8 @@ def test_the_worker_installs_its_requirements_from_a_wheel_directory_without_pyp
         # What an admin copies onto an offline host: the wheels of the requirements, under the
         # role's constraints, made while PyPI answers.
         made = host.run(
-            "install -d -m 0755 %s && %s -m pip wheel --disable-pip-version-check --no-input -q --wheel-dir %s -r %s -c %s"
+            "install -d -m 0755 %s && %s -m pip wheel --disable-pip-version-check --no-input --no-cache-dir -q "
+            "--wheel-dir %s -r %s -c %s"
             % (WHEELS, pod.WORKER_PYTHON, WHEELS, pod.WORKER_DIR + "/requirements-encode.txt",
                CONFIG_DIR + "/pip-constraints.txt"))
         assert made.rc == 0, made.stderr
@@ -183,4 +190,4 @@ def test_the_worker_installs_its_requirements_from_a_wheel_directory_without_pyp
         restored = host.run("printf '%%s' %s > %s/managed-paths" % (shlex.quote(managed), CONFIG_DIR))
         assert restored.rc == 0, restored.stderr
     assert host.file(CONFIG_DIR + "/managed-paths").content_string == managed
-    assert "/bin/python" in command_line() and venv not in command_line()
+    assert lab.until("the node runs", command_line, 30).startswith(pod.WORKER_PYTHON)
