@@ -34,31 +34,27 @@ if [ -n "$missing" ]; then
     die "apt-get install of$missing failed: run it by hand to see why"
 fi
 
-venv="$project/.venv"
-stamp="$venv/.requirements.sha256"
-want=$(sha256sum "$project/requirements-dev.txt" | cut -d' ' -f1)
-if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing the pinned toolchain into .venv (about a minute)"
-  /usr/bin/python3 -m venv "$venv" || die "python3 -m venv failed: apt-get install -y python3-venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$project/requirements-dev.txt" ||
-    die "pip could not install requirements-dev.txt into .venv: is PyPI reachable (proxy, CA bundle)?"
-  echo "$want" >"$stamp"
-fi
-
-for req in "$project"/requirements-ansible-*.txt; do
-  [ -e "$req" ] || continue
-  name=$(basename "$req" .txt)
-  venv="$project/.venv-${name#requirements-}"
+# pinned_venv DIR REQUIREMENTS WHAT [fresh]: (re)build the virtualenv DIR from the pinned REQUIREMENTS
+# when it is missing or the file changed (its SHA-256 is stamped in DIR); "fresh" removes DIR first.
+pinned_venv() {
+  local venv=$1 req=$2 what=$3 stamp want
   stamp="$venv/.requirements.sha256"
   want=$(sha256sum "$req" | cut -d' ' -f1)
   if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "setup: installing $(basename "$req") into $(basename "$venv") (about 20 s)"
-    rm -rf "$venv"
+    echo "setup: installing $what into $(basename "$venv")"
+    if [ "${4:-}" = fresh ]; then rm -rf "$venv"; fi
     /usr/bin/python3 -m venv "$venv" || die "python3 -m venv failed: apt-get install -y python3-venv"
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" ||
       die "pip could not install $(basename "$req") into $(basename "$venv"): is PyPI reachable (proxy, CA bundle)?"
     echo "$want" >"$stamp"
   fi
+}
+
+pinned_venv "$project/.venv" "$project/requirements-dev.txt" "the pinned toolchain (about a minute)"
+for req in "$project"/requirements-ansible-*.txt; do
+  [ -e "$req" ] || continue
+  name=$(basename "$req" .txt)
+  pinned_venv "$project/.venv-${name#requirements-}" "$req" "$(basename "$req") (about 20 s)" fresh
 done
 
 # Smoke test: what every lab command needs from podman. A throwaway network, and a container on it

@@ -265,7 +265,7 @@ class Bench:
         script = ("import time, urllib.request\nstart = time.time()\n"
                   "urllib.request.urlopen(%r, timeout=10).read()\nprint(round((time.time() - start) * 1000))"
                   % (self.lrs.root + "/__heartbeat__"))
-        took = int(faults.run(self.hosts[0], "python3 -c %s" % _quote(script)).stdout.strip())
+        took = int(faults.run(self.hosts[0], "python3 -c %s" % shlex.quote(script)).stdout.strip())
         # A new connection and one request: two round trips at least.
         assert took >= 2 * rtt_ms, "the proxy added %d ms, not 2 x %d ms" % (took, rtt_ms)
         return took
@@ -305,7 +305,7 @@ class Bench:
         lab.until("the broker holds nothing pending", self.nothing_pending, 120)
         before = self.tasks_by_node()
         sent = _remote("frontal", _ENQUEUE, count, tag)
-        waited = faults.run("lrs", "python3 -c %s %s %d %d" % (_quote(_WAIT_STORE), RALPH_STORE, count, timeout),
+        waited = faults.run("lrs", "python3 -c %s %s %d %d" % (shlex.quote(_WAIT_STORE), RALPH_STORE, count, timeout),
                             check=False)
         stored = {s["id"]: s for s in self.lrs.statements()}
         missing = [i for i in sent["ids"] if i not in stored]
@@ -351,13 +351,9 @@ echo "$n $total_rss $total_pss"
 """
         memory = {}
         for host in self.hosts:
-            n, rss, pss = faults.run(host, "bash -c %s" % _quote(script)).stdout.split()
+            n, rss, pss = faults.run(host, "bash -c %s" % shlex.quote(script)).stdout.split()
             memory[host] = (int(n), int(rss), int(pss))
         return memory
-
-
-def _quote(text):
-    return shlex.quote(text)
 
 
 def spread(values, form="%.2f"):
