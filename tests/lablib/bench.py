@@ -15,6 +15,7 @@ in the host's network namespace), so the worker's configuration is unchanged.
 """
 
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -230,6 +231,30 @@ class Bench:
         for host in self.hosts[:count]:
             lab.until("the worker's nodes on %s run" % host, lambda host=host: faults.run(
                 host, "/etc/init.d/%s status" % faults.WORKER_SERVICE, check=False).rc == 0, 120)
+
+    # the machine's CPUs ---------------------------------------------------------------------
+    def place_lrs(self, own_cpu):
+        """With OWN_CPU, the LRS host alone on the machine's last CPU and every other host of the lab
+        on the others (cpuset), as on a site where the LRS has a machine of its own: both phases then
+        meet the same LRS, which the pipeline's frontal, broker and worker do not slow down. Without,
+        every host on every CPU. Returns a line that says which."""
+        cpus = os.cpu_count() or 1
+        every = "0-%d" % (cpus - 1) if cpus > 1 else "0"
+        names = subprocess.run(["podman", "ps", "--format", "{{.Names}}"], check=True, text=True,
+                               stdout=subprocess.PIPE).stdout.split()
+        hosts = [name for name in names if name.startswith(lab.lab_name() + "-")]
+        lrs = lab.container("lrs")
+        own_cpu = own_cpu and cpus > 1
+        for name in hosts:
+            if own_cpu:
+                cpuset = str(cpus - 1) if name == lrs else ("0-%d" % (cpus - 2) if cpus > 2 else "0")
+            else:
+                cpuset = every
+            subprocess.run(["podman", "update", "--cpuset-cpus", cpuset, name], check=True, stdout=subprocess.DEVNULL)
+        if own_cpu:
+            return "the LRS host on CPU %d, the %d other host(s) on CPU %s" % (
+                cpus - 1, len(hosts) - 1, "0-%d" % (cpus - 2) if cpus > 2 else "0")
+        return "every host on CPUs %s" % every
 
     # the LRS's conditions -------------------------------------------------------------------
     def fresh_store(self):

@@ -9,6 +9,7 @@ change. They prove the roles' logic, not the host's release: marked `once`.
 
 import json
 import re
+import secrets
 import shlex
 import subprocess
 import sys
@@ -190,4 +191,97 @@ def test_the_worker_installs_its_requirements_from_a_wheel_directory_without_pyp
         restored = host.run("printf '%%s' %s > %s/managed-paths" % (shlex.quote(managed), CONFIG_DIR))
         assert restored.rc == 0, restored.stderr
     assert host.file(CONFIG_DIR + "/managed-paths").content_string == managed
+    assert lab.until("the node runs", command_line, 30).startswith(pod.WORKER_PYTHON)
+
+
+# --- An install through a proxy with a password --------------------------------------------------
+
+PROXY_PORT = 8888
+PROXY_LOG = "/var/log/tinyproxy/xapi-test.log"
+
+
+class AuthenticatingProxy:
+    """tinyproxy on the LRS host, a real HTTP proxy that asks for a user and a password; removed
+    afterwards, with its package."""
+
+    def __init__(self, password):
+        self.password = password
+        self.host = lab.host("lrs")
+
+    def __enter__(self):
+        installed = self.host.run("dpkg-query -W -f='${db:Status-Abbrev}' tinyproxy 2>/dev/null | grep -q '^ii' || "
+                                  "{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+                                  "apt-get install -y -qq --no-install-recommends tinyproxy; }")
+        assert installed.rc == 0, installed.stderr
+        config = ("User tinyproxy\nGroup tinyproxy\nPort %d\nTimeout 120\nMaxClients 50\n"
+                  "LogFile \"%s\"\nLogLevel Info\nConnectPort 443\nBasicAuth xapi-proxy %s\n"
+                  % (PROXY_PORT, PROXY_LOG, self.password))
+        written = self.host.run("umask 077 && printf '%%s' %s > /etc/tinyproxy/tinyproxy.conf && "
+                                "install -o tinyproxy -m 0640 /dev/null %s && systemctl restart tinyproxy"
+                                % (shlex.quote(config), PROXY_LOG))
+        assert written.rc == 0, written.stderr
+        lab.until("the proxy listens",
+                  lambda: self.host.socket("tcp://0.0.0.0:%d" % PROXY_PORT).is_listening, 30)
+        return self
+
+    def url(self, password=None):
+        return "http://xapi-proxy:%s@lrs:%d" % (password or self.password, PROXY_PORT)
+
+    def log(self):
+        got = self.host.run("cat %s" % PROXY_LOG)
+        return got.stdout if got.rc == 0 else ""
+
+    def __exit__(self, *exc):
+        self.host.run("DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq tinyproxy tinyproxy-bin; "
+                      "rm -rf /var/log/tinyproxy /etc/tinyproxy")
+
+
+@pytest.mark.once
+def test_the_worker_installs_through_an_authenticating_proxy_without_showing_its_password():
+    """The checkout and the requirements through a proxy with a password, with no direct route to
+    PyPI, at -vvv --diff: the password reaches the proxy and no output, log or world-readable file."""
+    host = encoding()
+    # What the run with another checkout rewrites, as it was.
+    kept = {name: host.file(CONFIG_DIR + "/" + name).content_string for name in ("managed-paths", "pip-constraints.txt")}
+    password = "planted-proxy-secret-" + secrets.token_hex(4)
+    since = clock()
+    try:
+        with AuthenticatingProxy(password) as proxy, NoRouteOut():
+            assert not pypi_answers(), "the encoding host still reaches PyPI"
+            # A wrong password: the proxy refuses, and the preflight says so, with the password masked.
+            wrong = "planted-wrong-secret-" + secrets.token_hex(4)
+            rc, refused = lab.run_playbook(
+                "playbooks/site.yml", "--limit", "encoding", "--tags", "install", "-vvv",
+                "-e", json.dumps({"worker_proxy_env": {"http_proxy": proxy.url(wrong), "https_proxy": proxy.url(wrong)}}))
+            assert rc != 0, refused[-3000:]
+            assert "worker_pod_repo http://lrs" in refused and "does not answer" in refused, refused[-3000:]
+            assert wrong not in refused
+            # The right one: Pod checked out and its requirements installed through the proxy.
+            rc, output = lab.run_playbook(
+                "playbooks/site.yml", "--limit", "encoding", "--tags", "install", "-vvv", "--diff",
+                "-e", json.dumps({"worker_pod_dir": OFFLINE_BASE + "/Esup-Pod", "worker_venv": OFFLINE_BASE + "/venv",
+                                  "worker_proxy_env": {"http_proxy": proxy.url(), "https_proxy": proxy.url()}}))
+            assert rc == 0, output[-3000:]
+            proxied = proxy.log()
+        results = task_results(output)
+        assert results["Check out Pod at the pinned version"] == ["changed"], output[-3000:]
+        assert results["Install the worker's requirements in the virtualenv"] == ["changed"], output[-3000:]
+        assert re.search(r"GET http://lrs:\d+/Esup-Pod\.git/info/refs", proxied), proxied[-2000:]
+        assert re.search(r"CONNECT [\w.-]+:443", proxied), proxied[-2000:]
+        versions = host.run("%s/venv/bin/python -c 'import celery; print(celery.__version__)'" % OFFLINE_BASE)
+        assert versions.stdout.split() == ["5.4.0"], versions.stderr
+        # Nowhere but in the proxy and in the file the wrapper reads.
+        assert password not in output
+        journal = host.check_output("journalctl --no-pager --after-cursor='%s'" % since)
+        assert "USER=pod-xapi" in journal  # sudo logged the commands it ran as the worker's user
+        assert password not in journal
+        settings = host.file(CONFIG_DIR + "/install/env")
+        assert (settings.user, settings.group, settings.mode) == ("root", "pod-xapi", 0o640)
+        assert password in settings.content_string
+    finally:
+        host.run("rm -rf %s %s/install/env" % (OFFLINE_BASE, CONFIG_DIR))
+        for name, content in kept.items():
+            restored = host.run("printf '%%s' %s > %s/%s" % (shlex.quote(content), CONFIG_DIR, name))
+            assert restored.rc == 0, restored.stderr
+    assert {name: host.file(CONFIG_DIR + "/" + name).content_string for name in kept} == kept
     assert lab.until("the node runs", command_line, 30).startswith(pod.WORKER_PYTHON)

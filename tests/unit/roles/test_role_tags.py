@@ -82,7 +82,8 @@ def runs_git_or_pip(task):
     if isinstance(command, dict):
         argv = command.get("argv")
         if isinstance(argv, list):
-            return argv[0] == "git" or str(argv[0]).endswith("/bin/pip")
+            # Directly, or through the preflight's `sh -c` that reads the settings on standard input.
+            return argv[0] != "dpkg-query" and any(str(word) == "git" or str(word).endswith("/bin/pip") for word in argv)
         return "/bin/pip'" in str(argv)
     return False
 
@@ -101,9 +102,18 @@ def test_git_and_pip_run_in_the_install_phase_or_the_preflight_only():
             assert "_worker_install_selected" in str(task.get("when")), task["name"]
 
 
-def test_every_git_and_pip_command_gets_the_proxy_and_index_environment():
+def test_every_git_and_pip_command_gets_the_install_settings_and_never_in_its_environment():
+    """The proxy and index settings (vars/main.yml: _worker_install_env) may hold credentials: a git
+    or pip task gets them through the wrapper install/run (its git link for the git module), or, in
+    the preflight, on standard input with no_log; never in `environment`, which -vvv and sudo show."""
     found = [task for _filename, task, _tags in walk("worker", "main.yml") if runs_git_or_pip(task)]
-    missing = [task["name"] for task in found
-               if not any(name in str(task.get("environment", "")) for name in ("_worker_git_env", "_worker_pip_env"))]
     # git status and rev-parse read the local checkout only.
-    assert [name for name in missing if "local changes" not in name and "HEAD and origin" not in name] == []
+    remote = [task for task in found if "local changes" not in task["name"] and "HEAD and origin" not in task["name"]]
+    assert len(remote) == 5, [task["name"] for task in remote]
+    for task in remote:
+        args = str(task.get("ansible.builtin.command") or task.get("ansible.builtin.git"))
+        assert ("_worker_install_run" in args or "_worker_install_dir ~ '/git'" in args
+                or ("install-env.j2" in args and "_worker_install_env" in str(task.get("no_log")))), task["name"]
+    leaking = [task["name"] for task in found
+               if any(name in str(task.get("environment", "")) for name in ("proxy", "_worker_install_env", "PIP_"))]
+    assert leaking == []
