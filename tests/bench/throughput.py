@@ -7,8 +7,9 @@ delaying proxy) and each round, on an empty Ralph store each phase (tests/lablib
 - the pipeline: COUNT statements enqueued through Pod's task on the frontal, timed from the first
   enqueue to the LRS's `stored` time of the last one;
 - the ratio pipeline / ceiling. The rounds alternate which phase runs first.
-The LRS host runs alone on the machine's last CPU, the other hosts on the rest, as an LRS on its own
-machine would (--shared-cpus: every host on every CPU). For a far LRS, the worker gets the README's setting first (worker_concurrency 32 from 20 ms,
+The hosts are placed on the machine's CPUs as close to separate machines as they allow
+(tests/lablib/bench.py, Bench.place_hosts): the LRS host alone on the last CPU, the encoding hosts
+weighted before the frontal on the others (--shared-cpus: every host on every CPU, same weight). For a far LRS, the worker gets the README's setting first (worker_concurrency 32 from 20 ms,
 deployed with site.yml --tags worker; --defaults-only keeps the defaults), and the defaults back at
 the end. Then the worker's memory (RSS and PSS of its processes, at the defaults) and, with several encoding hosts, how the
 statements split between the nodes. It prints one table and whether each target is met.
@@ -50,8 +51,9 @@ def main(argv=None):
                              "(default 0 50); the other rows run on the first host only")
     parser.add_argument("--timeout", type=int, default=600, help="longest wait for a phase, s (default 600)")
     parser.add_argument("--shared-cpus", action="store_true",
-                        help="leave the LRS host on the same CPUs as the others (default: the LRS host alone on the "
-                             "last CPU, as an LRS on its own machine; the other hosts on the rest)")
+                        help="every host on every CPU at the same weight (default: the LRS host alone on the last "
+                             "CPU, the encoding hosts weighted before the frontal on the others, as on separate "
+                             "machines)")
     parser.add_argument("--defaults-only", action="store_true",
                         help="keep the worker's defaults for a far LRS too (default: the README's setting, "
                              "worker_concurrency 32 from 20 ms, deployed with site.yml)")
@@ -66,7 +68,7 @@ def main(argv=None):
         "RTT added", "round", "LRS ceiling, st/s (posters: rate)", "pipeline, st/s (slots)", "ratio"), flush=True)
     summary, memory, active, tuned = [], None, None, False
     try:
-        print("CPUs: %s" % lab_.place_lrs(not args.shared_cpus), flush=True)
+        print("CPUs: %s" % lab_.place_hosts(not args.shared_cpus), flush=True)
         runs = [(1, rtt) for rtt in args.latency]
         if len(lab_.hosts) > 1:
             runs += [(len(lab_.hosts), rtt) for rtt in args.scale_latency]
@@ -109,7 +111,7 @@ def main(argv=None):
                             "splits": splits})
     finally:
         lab_.clear_latency()
-        lab_.place_lrs(False)
+        lab_.place_hosts(False)
         if tuned:
             lab_.set_concurrency(None)
         if active is not None and active != len(lab_.hosts):

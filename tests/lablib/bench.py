@@ -233,28 +233,37 @@ class Bench:
                 host, "/etc/init.d/%s status" % faults.WORKER_SERVICE, check=False).rc == 0, 120)
 
     # the machine's CPUs ---------------------------------------------------------------------
-    def place_lrs(self, own_cpu):
-        """With OWN_CPU, the LRS host alone on the machine's last CPU and every other host of the lab
-        on the others (cpuset), as on a site where the LRS has a machine of its own: both phases then
-        meet the same LRS, which the pipeline's frontal, broker and worker do not slow down. Without,
-        every host on every CPU. Returns a line that says which."""
+    # On a site the frontal, the encoding hosts and the LRS are separate machines. With ISOLATE
+    # (the default of the benchmark), the lab comes as close as the machine's CPUs allow:
+    # - the LRS host alone on the last CPU (cpuset): both phases meet the same LRS, which the
+    #   pipeline's frontal, broker and worker do not slow down;
+    # - the other hosts on the others, where the encoding hosts weigh ENCODING_CPU_WEIGHT against
+    #   the frontal's default 1024 (cpu-shares): the frontal's burst of enqueues (Pod's .delay(),
+    #   about 1.4 ms of CPU each) would otherwise take half of the worker's CPU while it runs;
+    # - this process, and the podman commands it starts, off the LRS's CPU too.
+    # Without ISOLATE, every host on every CPU at the same weight.
+    ENCODING_CPU_WEIGHT = 4096
+
+    def place_hosts(self, isolate):
+        """Place the lab's hosts on the machine's CPUs (above); returns a line that says how."""
         cpus = os.cpu_count() or 1
         every = "0-%d" % (cpus - 1) if cpus > 1 else "0"
+        rest = "0-%d" % (cpus - 2) if cpus > 2 else "0"
         names = subprocess.run(["podman", "ps", "--format", "{{.Names}}"], check=True, text=True,
                                stdout=subprocess.PIPE).stdout.split()
         hosts = [name for name in names if name.startswith(lab.lab_name() + "-")]
-        lrs = lab.container("lrs")
-        own_cpu = own_cpu and cpus > 1
+        encoding = {lab.container(host) for host in self.hosts}
+        isolate = isolate and cpus > 1
+        os.sched_setaffinity(0, range(cpus - 1) if isolate else range(cpus))
         for name in hosts:
-            if own_cpu:
-                cpuset = str(cpus - 1) if name == lrs else ("0-%d" % (cpus - 2) if cpus > 2 else "0")
-            else:
-                cpuset = every
-            subprocess.run(["podman", "update", "--cpuset-cpus", cpuset, name], check=True, stdout=subprocess.DEVNULL)
-        if own_cpu:
-            return "the LRS host on CPU %d, the %d other host(s) on CPU %s" % (
-                cpus - 1, len(hosts) - 1, "0-%d" % (cpus - 2) if cpus > 2 else "0")
-        return "every host on CPUs %s" % every
+            cpuset = (str(cpus - 1) if name == lab.container("lrs") else rest) if isolate else every
+            weight = self.ENCODING_CPU_WEIGHT if isolate and name in encoding else 1024
+            subprocess.run(["podman", "update", "--cpuset-cpus", cpuset, "--cpu-shares", str(weight), name],
+                           check=True, stdout=subprocess.DEVNULL)
+        if isolate:
+            return ("the LRS host alone on CPU %d; the other hosts on CPU %s, the encoding hosts weighing %d "
+                    "against the frontal's 1024" % (cpus - 1, rest, self.ENCODING_CPU_WEIGHT))
+        return "every host on CPUs %s, at the same weight" % every
 
     # the LRS's conditions -------------------------------------------------------------------
     def fresh_store(self):

@@ -134,14 +134,22 @@ class LRSRequests:
             return self._real.post(url, *args, **kwargs)
         if kwargs.get("timeout") is None and self._timeout:
             kwargs["timeout"] = self._timeout
-        answer = self._real.post(url, *args, **kwargs)
         statement = kwargs.get("json")
+        try:
+            answer = self._real.post(url, *args, **kwargs)
+        except self._real.exceptions.RequestException as error:
+            LOG.warning("statement %s did not reach the LRS (%s): retried later",
+                        statement_id(statement), excerpt(str(error) or error.__class__.__name__, 200))
+            raise
         outcome = verdict(answer.status_code)
         if outcome == RETRY:
             if answer.status_code in (401, 403):
                 LOG.error("LRS refused the worker's credentials (HTTP %s) for statement %s: kept and "
                           "retried; check XAPI_LRS_LOGIN and XAPI_LRS_PWD against the LRS's accounts",
                           answer.status_code, statement_id(statement))
+            else:
+                LOG.warning("LRS answered HTTP %s for statement %s: retried later",
+                            answer.status_code, statement_id(statement))
             raise LRSTemporaryError("LRS answered HTTP %s for statement %s: retried later (%s)" % (
                 answer.status_code, statement_id(statement), excerpt(answer.text, 200)))
         if outcome == DEAD:
@@ -323,9 +331,13 @@ def atomic_consume():
             dest = bytes_to_str(source).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
             self.connection._deliver(loads(bytes_to_str(item)), dest)
-            # Recorded as unacknowledged by now: no longer in flight.
-            with self.conn_or_acquire() as client:
-                client.lrem(inflight, 1, item)
+            # Recorded as unacknowledged by now: no longer in flight. One client per channel, on its
+            # connection pool (only this event loop's thread reads here): a new client for each
+            # message cost the node about 6 % of its CPU time.
+            client = self.__dict__.get("xapi_client")
+            if client is None:
+                client = self.xapi_client = self._create_client()
+            client.lrem(inflight, 1, item)
             return True
         finally:
             self._in_poll = None
@@ -333,6 +345,30 @@ def atomic_consume():
     _brpop_start.xapi_delivery = True
     channel_class._brpop_start = _brpop_start  # pylint: disable=protected-access
     channel_class._brpop_read = _brpop_read  # pylint: disable=protected-access
+
+
+# The loggers that write a line for every statement at INFO: Celery's "Task ... received" and
+# "Task ... succeeded", Pod's "statement id: ...". Their warnings and errors stay.
+STATEMENT_LOGGERS = ("celery.worker.strategy", "celery.app.trace", "pod.xapi.xapi_tasks")
+
+
+def quiet_statement_logs():
+    """Keep the three INFO lines of each delivered statement out of the node's log.
+
+    They cost the node about a fifth of its CPU time (measured on the lab: 3.0 against 2.4 ms of CPU
+    per statement) and fill the log at the LRS's rate in a burst. The node's own INFO lines
+    (start, connection, hooks) stay, and so do every warning and error: a retry, which Celery logs
+    at INFO, is logged by LRSRequests.post as a warning instead.
+    """
+    from celery import signals
+
+    def quiet(**_):
+        for name in STATEMENT_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+    signals.after_setup_logger.connect(quiet, weak=False)
+    quiet()
+    return quiet
 
 
 def prompt_refill(interval=0.02):

@@ -116,6 +116,54 @@ def test_a_temporary_answer_raises_for_the_autoretry_and_gets_a_timeout():
     assert real.calls[0][1]["timeout"] == 20 and kept == []
 
 
+def test_a_retry_is_logged_as_a_warning(caplog):
+    _real, proxy, _kept = hooked(503)
+    with caplog.at_level("WARNING", logger="xapi_delivery"), pytest.raises(xapi_delivery.LRSTemporaryError):
+        proxy.post(LRS_URL, json={"id": "a"})
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "LRS answered HTTP 503 for statement a: retried later")]
+
+
+class Unreachable(Real):
+    """A requests module whose post cannot reach the LRS."""
+
+    class exceptions:  # noqa: N801 (stands for requests.exceptions)
+        class RequestException(IOError):
+            pass
+
+    def post(self, url, *args, **kwargs):
+        raise self.exceptions.RequestException("Connection refused")
+
+
+def test_a_statement_that_does_not_reach_the_lrs_is_logged_as_a_warning_and_raised(caplog):
+    proxy = xapi_delivery.LRSRequests(Unreachable(200), LRS_URL, 20, lambda *args: None)
+    with caplog.at_level("WARNING", logger="xapi_delivery"), pytest.raises(IOError, match="Connection refused"):
+        proxy.post(LRS_URL, json={"id": "a"})
+    assert [r.getMessage() for r in caplog.records] == [
+        "statement a did not reach the LRS (Connection refused): retried later"]
+
+
+def test_quiet_statement_logs_keeps_the_warnings_of_the_per_statement_loggers(monkeypatch):
+    connected = []
+    signals = types.SimpleNamespace(after_setup_logger=types.SimpleNamespace(
+        connect=lambda handler, weak=True: connected.append(handler)))
+    monkeypatch.setitem(__import__("sys").modules, "celery", types.SimpleNamespace(signals=signals))
+    loggers = [xapi_delivery.logging.getLogger(name) for name in xapi_delivery.STATEMENT_LOGGERS]
+    saved = [logger.level for logger in loggers]
+    try:
+        quiet = xapi_delivery.quiet_statement_logs()
+        assert connected == [quiet]  # again after Celery sets its logging up
+        for logger in loggers:
+            logger.setLevel("INFO")
+        quiet()
+        assert [logger.getEffectiveLevel() for logger in loggers] == [xapi_delivery.logging.WARNING] * 3
+        assert not loggers[1].isEnabledFor(xapi_delivery.logging.INFO)
+        assert loggers[1].isEnabledFor(xapi_delivery.logging.WARNING)
+    finally:
+        for logger, level in zip(loggers, saved):
+            logger.setLevel(level)
+
+
 def test_a_timeout_given_by_the_caller_wins():
     real, proxy, _kept = hooked(200)
     proxy.post(LRS_URL, json={"id": "a"}, timeout=3)
