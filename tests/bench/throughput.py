@@ -9,10 +9,11 @@ delaying proxy) and each round, on an empty Ralph store each phase (tests/lablib
 - the ratio pipeline / ceiling. The rounds alternate which phase runs first.
 The hosts are placed on the machine's CPUs as close to separate machines as they allow
 (tests/lablib/bench.py, Bench.place_hosts): the LRS host alone on the last CPU, the encoding hosts
-weighted before the frontal on the others (--shared-cpus: every host on every CPU, same weight). For a far LRS, the worker gets the README's setting first (worker_concurrency 32 from 20 ms,
+weighted before the frontal on the others (--shared-cpus: every host on every CPU, same weight).
+For a far LRS, the worker gets the README's setting first (worker_concurrency 32 from 20 ms,
 deployed with site.yml --tags worker; --defaults-only keeps the defaults), and the defaults back at
-the end. Then the worker's memory (RSS and PSS of its processes, at the defaults) and, with several encoding hosts, how the
-statements split between the nodes. It prints one table and whether each target is met.
+the end. Then the worker's memory (RSS and PSS of its processes, at the defaults) and, with several
+encoding hosts, how the statements split between the nodes. It prints one table and whether each target is met.
 
 Run it on a converged lab, from the repository root:
     LAB_NAME=xapi-lab .venv/bin/python tests/bench/throughput.py
