@@ -116,51 +116,44 @@ def test_a_temporary_answer_raises_for_the_autoretry_and_gets_a_timeout():
     assert real.calls[0][1]["timeout"] == 20 and kept == []
 
 
-def test_a_retry_is_logged_as_a_warning(caplog):
-    _real, proxy, _kept = hooked(503)
-    with caplog.at_level("WARNING", logger="xapi_delivery"), pytest.raises(xapi_delivery.LRSTemporaryError):
-        proxy.post(LRS_URL, json={"id": "a"})
-    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
-        ("WARNING", "LRS answered HTTP 503 for statement a: retried later")]
-
-
-class Unreachable(Real):
-    """A requests module whose post cannot reach the LRS."""
-
-    class exceptions:  # noqa: N801 (stands for requests.exceptions)
-        class RequestException(IOError):
-            pass
-
-    def post(self, url, *args, **kwargs):
-        raise self.exceptions.RequestException("Connection refused")
-
-
-def test_a_statement_that_does_not_reach_the_lrs_is_logged_as_a_warning_and_raised(caplog):
-    proxy = xapi_delivery.LRSRequests(Unreachable(200), LRS_URL, 20, lambda *args: None)
-    with caplog.at_level("WARNING", logger="xapi_delivery"), pytest.raises(IOError, match="Connection refused"):
-        proxy.post(LRS_URL, json={"id": "a"})
-    assert [r.getMessage() for r in caplog.records] == [
-        "statement a did not reach the LRS (Connection refused): retried later"]
-
-
-def test_quiet_statement_logs_keeps_the_warnings_of_the_per_statement_loggers(monkeypatch):
+def test_quiet_statement_logs_drops_the_lines_of_each_statement_and_keeps_the_others(monkeypatch):
     connected = []
     signals = types.SimpleNamespace(after_setup_logger=types.SimpleNamespace(
         connect=lambda handler, weak=True: connected.append(handler)))
-    monkeypatch.setitem(__import__("sys").modules, "celery", types.SimpleNamespace(signals=signals))
-    loggers = [xapi_delivery.logging.getLogger(name) for name in xapi_delivery.STATEMENT_LOGGERS]
-    saved = [logger.level for logger in loggers]
+    success = "Task %(name)s[%(id)s] succeeded in %(runtime)ss: %(return_value)s"
+    trace = types.SimpleNamespace(LOG_SUCCESS=success)
+    modules = __import__("sys").modules
+    monkeypatch.setitem(modules, "celery", types.SimpleNamespace(signals=signals))
+    monkeypatch.setitem(modules, "celery.app", types.SimpleNamespace(trace=trace))
+    logging = xapi_delivery.logging
+    quiet_loggers = [logging.getLogger(name) for name in xapi_delivery.QUIET_LOGGERS]
+    trace_logger = logging.getLogger(xapi_delivery.TRACE_LOGGER)
+    saved = [logger.level for logger in quiet_loggers], list(trace_logger.filters), trace_logger.level
+    written = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            written.append(record.getMessage())
+
+    handler = Keep()
+    trace_logger.addHandler(handler)
+    trace_logger.setLevel(logging.INFO)
     try:
         quiet = xapi_delivery.quiet_statement_logs()
         assert connected == [quiet]  # again after Celery sets its logging up
-        for logger in loggers:
-            logger.setLevel("INFO")
-        quiet()
-        assert [logger.getEffectiveLevel() for logger in loggers] == [xapi_delivery.logging.WARNING] * 3
-        assert not loggers[1].isEnabledFor(xapi_delivery.logging.INFO)
-        assert loggers[1].isEnabledFor(xapi_delivery.logging.WARNING)
+        quiet()  # twice: still one filter
+        assert len(trace_logger.filters) == len(saved[1]) + 1
+        assert [logger.level for logger in quiet_loggers] == [logging.WARNING] * 2
+        args = {"name": "send", "id": "t1", "runtime": 0.01, "return_value": None}
+        trace_logger.info(success, args)
+        trace_logger.info("Task %(name)s[%(id)s] retry: %(exc)s", dict(args, exc="Retry in 1s: ReadTimeout()"))
+        trace_logger.error("Task %(name)s[%(id)s] %(description)s: %(exc)s", dict(args, description="raised", exc="X"))
+        assert written == ["Task send[t1] retry: Retry in 1s: ReadTimeout()", "Task send[t1] raised: X"]
     finally:
-        for logger, level in zip(loggers, saved):
+        trace_logger.removeHandler(handler)
+        trace_logger.filters[:] = saved[1]
+        trace_logger.setLevel(saved[2])
+        for logger, level in zip(quiet_loggers, saved[0]):
             logger.setLevel(level)
 
 
