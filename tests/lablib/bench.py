@@ -171,12 +171,17 @@ def _remote(via, script, *args, stdin_config=None, timeout=900):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def encoding_hosts():
-    """The lab's encoding hosts: its containers <lab>-encoding, <lab>-encoding2..."""
+def lab_containers():
+    """The running containers of the lab: <lab>-frontal, <lab>-encoding, <lab>-lrs..."""
     names = subprocess.run(["podman", "ps", "--format", "{{.Names}}"], check=True, text=True,
                            stdout=subprocess.PIPE).stdout.split()
+    return [name for name in names if name.startswith(lab.lab_name() + "-")]
+
+
+def encoding_hosts():
+    """The lab's encoding hosts: its containers <lab>-encoding, <lab>-encoding2..."""
     prefix = lab.container("encoding")
-    hosts = sorted(name[len(lab.lab_name()) + 1:] for name in names if name.startswith(prefix))
+    hosts = sorted(name[len(lab.lab_name()) + 1:] for name in lab_containers() if name.startswith(prefix))
     assert hosts, "no encoding host in the lab %s: create it with scripts/lab.sh" % lab.lab_name()
     return hosts
 
@@ -249,9 +254,7 @@ class Bench:
         cpus = os.cpu_count() or 1
         every = "0-%d" % (cpus - 1) if cpus > 1 else "0"
         rest = "0-%d" % (cpus - 2) if cpus > 2 else "0"
-        names = subprocess.run(["podman", "ps", "--format", "{{.Names}}"], check=True, text=True,
-                               stdout=subprocess.PIPE).stdout.split()
-        hosts = [name for name in names if name.startswith(lab.lab_name() + "-")]
+        hosts = lab_containers()
         encoding = {lab.container(host) for host in self.hosts}
         isolate = isolate and cpus > 1
         os.sched_setaffinity(0, range(cpus - 1) if isolate else range(cpus))

@@ -7,6 +7,7 @@ Each test puts the lab back as it found it; the check-mode run of test_pipeline.
 change. They prove the roles' logic, not the host's release: marked `once`.
 """
 
+import contextlib
 import json
 import re
 import secrets
@@ -148,6 +149,20 @@ class NoRouteOut:
         self._run("iptables", "-X", CHAIN, check=False)
 
 
+@contextlib.contextmanager
+def config_files_kept(host, *names):
+    """NAMES of the worker's configuration directory as they were before, whatever the block wrote:
+    a run with another checkout or virtualenv rewrites them, and a later run would report it."""
+    kept = {name: host.file(CONFIG_DIR + "/" + name).content_string for name in names}
+    try:
+        yield
+    finally:
+        for name, content in kept.items():
+            restored = host.run("printf '%%s' %s > %s/%s" % (shlex.quote(content), CONFIG_DIR, name))
+            assert restored.rc == 0, restored.stderr
+    assert {name: host.file(CONFIG_DIR + "/" + name).content_string for name in names} == kept
+
+
 def pypi_answers():
     """Whether pip on the encoding host gets a package from PyPI (its default index), now."""
     got = encoding().run(
@@ -159,38 +174,35 @@ def pypi_answers():
 @pytest.mark.once
 def test_the_worker_installs_its_requirements_from_a_wheel_directory_without_pypi():
     host = encoding()
-    managed = host.file(CONFIG_DIR + "/managed-paths").content_string
     venv = OFFLINE_BASE + "/venv"
-    try:
-        # What an admin copies onto an offline host: the wheels of the requirements, under the
-        # role's constraints, made while PyPI answers.
-        made = host.run(
-            "install -d -m 0755 %s && %s -m pip wheel --disable-pip-version-check --no-input --no-cache-dir -q "
-            "--wheel-dir %s -r %s -c %s"
-            % (WHEELS, pod.WORKER_PYTHON, WHEELS, pod.WORKER_DIR + "/requirements-encode.txt",
-               CONFIG_DIR + "/pip-constraints.txt"))
-        assert made.rc == 0, made.stderr
-        assert pypi_answers(), "PyPI does not answer the encoding host even before the cut"
-        with NoRouteOut():
-            assert not pypi_answers(), "the encoding host still reaches PyPI"
-            rc, output = lab.run_playbook(
-                "playbooks/site.yml", "--limit", "encoding", "--tags", "install", "-v",
-                "-e", json.dumps({"worker_venv": venv, "worker_pip_no_index": True, "worker_pip_find_links": [WHEELS]}))
-            assert rc == 0, output[-3000:]
-            assert not pypi_answers()
-        results = task_results(output)
-        assert results["Install the worker's requirements in the virtualenv"] == ["changed"], output[-3000:]
-        assert "Looking in links: %s" % WHEELS in output
-        versions = host.run("%s/bin/python -c 'import celery, kombu, redis, requests, webvtt; "
-                            "print(celery.__version__, kombu.__version__)'" % venv)
-        assert versions.rc == 0, versions.stderr
-        assert versions.stdout.split() == ["5.4.0", "5.4.2"]
-    finally:
-        host.run("rm -rf %s %s" % (WHEELS, OFFLINE_BASE))
-        # The run added the new virtualenv to the paths that the role owns: back as it was.
-        restored = host.run("printf '%%s' %s > %s/managed-paths" % (shlex.quote(managed), CONFIG_DIR))
-        assert restored.rc == 0, restored.stderr
-    assert host.file(CONFIG_DIR + "/managed-paths").content_string == managed
+    # The run adds the new virtualenv to the paths that the role owns: back as it was after.
+    with config_files_kept(host, "managed-paths"):
+        try:
+            # What an admin copies onto an offline host: the wheels of the requirements, under the
+            # role's constraints, made while PyPI answers.
+            made = host.run(
+                "install -d -m 0755 %s && %s -m pip wheel --disable-pip-version-check --no-input --no-cache-dir -q "
+                "--wheel-dir %s -r %s -c %s"
+                % (WHEELS, pod.WORKER_PYTHON, WHEELS, pod.WORKER_DIR + "/requirements-encode.txt",
+                   CONFIG_DIR + "/pip-constraints.txt"))
+            assert made.rc == 0, made.stderr
+            assert pypi_answers(), "PyPI does not answer the encoding host even before the cut"
+            with NoRouteOut():
+                assert not pypi_answers(), "the encoding host still reaches PyPI"
+                rc, output = lab.run_playbook(
+                    "playbooks/site.yml", "--limit", "encoding", "--tags", "install", "-v",
+                    "-e", json.dumps({"worker_venv": venv, "worker_pip_no_index": True, "worker_pip_find_links": [WHEELS]}))
+                assert rc == 0, output[-3000:]
+                assert not pypi_answers()
+            results = task_results(output)
+            assert results["Install the worker's requirements in the virtualenv"] == ["changed"], output[-3000:]
+            assert "Looking in links: %s" % WHEELS in output
+            versions = host.run("%s/bin/python -c 'import celery, kombu, redis, requests, webvtt; "
+                                "print(celery.__version__, kombu.__version__)'" % venv)
+            assert versions.rc == 0, versions.stderr
+            assert versions.stdout.split() == ["5.4.0", "5.4.2"]
+        finally:
+            host.run("rm -rf %s %s" % (WHEELS, OFFLINE_BASE))
     assert lab.until("the node runs", command_line, 30).startswith(pod.WORKER_PYTHON)
 
 
@@ -241,47 +253,43 @@ def test_the_worker_installs_through_an_authenticating_proxy_without_showing_its
     """The checkout and the requirements through a proxy with a password, with no direct route to
     PyPI, at -vvv --diff: the password reaches the proxy and no output, log or world-readable file."""
     host = encoding()
-    # What the run with another checkout rewrites, as it was.
-    kept = {name: host.file(CONFIG_DIR + "/" + name).content_string for name in ("managed-paths", "pip-constraints.txt")}
     password = "planted-proxy-secret-" + secrets.token_hex(4)
     since = clock()
-    try:
-        with AuthenticatingProxy(password) as proxy, NoRouteOut():
-            assert not pypi_answers(), "the encoding host still reaches PyPI"
-            # A wrong password: the proxy refuses, and the preflight says so, with the password masked.
-            wrong = "planted-wrong-secret-" + secrets.token_hex(4)
-            rc, refused = lab.run_playbook(
-                "playbooks/site.yml", "--limit", "encoding", "--tags", "install", "-vvv",
-                "-e", json.dumps({"worker_proxy_env": {"http_proxy": proxy.url(wrong), "https_proxy": proxy.url(wrong)}}))
-            assert rc != 0, refused[-3000:]
-            assert "worker_pod_repo http://lrs" in refused and "does not answer" in refused, refused[-3000:]
-            assert wrong not in refused
-            # The right one: Pod checked out and its requirements installed through the proxy.
-            rc, output = lab.run_playbook(
-                "playbooks/site.yml", "--limit", "encoding", "--tags", "install", "-vvv", "--diff",
-                "-e", json.dumps({"worker_pod_dir": OFFLINE_BASE + "/Esup-Pod", "worker_venv": OFFLINE_BASE + "/venv",
-                                  "worker_proxy_env": {"http_proxy": proxy.url(), "https_proxy": proxy.url()}}))
-            assert rc == 0, output[-3000:]
-            proxied = proxy.log()
-        results = task_results(output)
-        assert results["Check out Pod at the pinned version"] == ["changed"], output[-3000:]
-        assert results["Install the worker's requirements in the virtualenv"] == ["changed"], output[-3000:]
-        assert re.search(r"GET http://lrs:\d+/Esup-Pod\.git/info/refs", proxied), proxied[-2000:]
-        assert re.search(r"CONNECT [\w.-]+:443", proxied), proxied[-2000:]
-        versions = host.run("%s/venv/bin/python -c 'import celery; print(celery.__version__)'" % OFFLINE_BASE)
-        assert versions.stdout.split() == ["5.4.0"], versions.stderr
-        # Nowhere but in the proxy and in the file the wrapper reads.
-        assert password not in output
-        journal = host.check_output("journalctl --no-pager --after-cursor='%s'" % since)
-        assert "USER=pod-xapi" in journal  # sudo logged the commands it ran as the worker's user
-        assert password not in journal
-        settings = host.file(CONFIG_DIR + "/install/env")
-        assert (settings.user, settings.group, settings.mode) == ("root", "pod-xapi", 0o640)
-        assert password in settings.content_string
-    finally:
-        host.run("rm -rf %s %s/install/env" % (OFFLINE_BASE, CONFIG_DIR))
-        for name, content in kept.items():
-            restored = host.run("printf '%%s' %s > %s/%s" % (shlex.quote(content), CONFIG_DIR, name))
-            assert restored.rc == 0, restored.stderr
-    assert {name: host.file(CONFIG_DIR + "/" + name).content_string for name in kept} == kept
+    # The run with another checkout rewrites these: back as they were after.
+    with config_files_kept(host, "managed-paths", "pip-constraints.txt"):
+        try:
+            with AuthenticatingProxy(password) as proxy, NoRouteOut():
+                assert not pypi_answers(), "the encoding host still reaches PyPI"
+                # A wrong password: the proxy refuses, and the preflight says so, with the password masked.
+                wrong = "planted-wrong-secret-" + secrets.token_hex(4)
+                rc, refused = lab.run_playbook(
+                    "playbooks/site.yml", "--limit", "encoding", "--tags", "install", "-vvv",
+                    "-e", json.dumps({"worker_proxy_env": {"http_proxy": proxy.url(wrong), "https_proxy": proxy.url(wrong)}}))
+                assert rc != 0, refused[-3000:]
+                assert "worker_pod_repo http://lrs" in refused and "does not answer" in refused, refused[-3000:]
+                assert wrong not in refused
+                # The right one: Pod checked out and its requirements installed through the proxy.
+                rc, output = lab.run_playbook(
+                    "playbooks/site.yml", "--limit", "encoding", "--tags", "install", "-vvv", "--diff",
+                    "-e", json.dumps({"worker_pod_dir": OFFLINE_BASE + "/Esup-Pod", "worker_venv": OFFLINE_BASE + "/venv",
+                                      "worker_proxy_env": {"http_proxy": proxy.url(), "https_proxy": proxy.url()}}))
+                assert rc == 0, output[-3000:]
+                proxied = proxy.log()
+            results = task_results(output)
+            assert results["Check out Pod at the pinned version"] == ["changed"], output[-3000:]
+            assert results["Install the worker's requirements in the virtualenv"] == ["changed"], output[-3000:]
+            assert re.search(r"GET http://lrs:\d+/Esup-Pod\.git/info/refs", proxied), proxied[-2000:]
+            assert re.search(r"CONNECT [\w.-]+:443", proxied), proxied[-2000:]
+            versions = host.run("%s/venv/bin/python -c 'import celery; print(celery.__version__)'" % OFFLINE_BASE)
+            assert versions.stdout.split() == ["5.4.0"], versions.stderr
+            # Nowhere but in the proxy and in the file the wrapper reads.
+            assert password not in output
+            journal = host.check_output("journalctl --no-pager --after-cursor='%s'" % since)
+            assert "USER=pod-xapi" in journal  # sudo logged the commands it ran as the worker's user
+            assert password not in journal
+            settings = host.file(CONFIG_DIR + "/install/env")
+            assert (settings.user, settings.group, settings.mode) == ("root", "pod-xapi", 0o640)
+            assert password in settings.content_string
+        finally:
+            host.run("rm -rf %s %s/install/env" % (OFFLINE_BASE, CONFIG_DIR))
     assert lab.until("the node runs", command_line, 30).startswith(pod.WORKER_PYTHON)

@@ -113,7 +113,7 @@ def test_every_git_and_pip_command_gets_the_install_settings_and_never_in_its_en
     for task in remote:
         args = str(task.get("ansible.builtin.command") or task.get("ansible.builtin.git"))
         assert ("_worker_install_run" in args or "_worker_install_dir ~ '/git'" in args
-                or ("install-env.j2" in args and "_worker_install_env" in str(task.get("no_log")))), task["name"]
+                or ("_worker_install_env_text" in args and "_worker_install_env" in str(task.get("no_log")))), task["name"]
     leaking = [task["name"] for task in found
                if any(name in str(task.get("environment", "")) for name in ("proxy", "_worker_install_env", "PIP_"))]
     assert leaking == []
