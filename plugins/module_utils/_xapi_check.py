@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 MASK = "********"
 
@@ -204,20 +204,37 @@ def msg_lrs_status(status, url):
     return "LRS answered HTTP %s at %s" % (status, redact_url(url))
 
 
+def msg_lrs_redirect(location, url):
+    """An LRS that redirects its statements URL: a POST is never delivered through a redirect."""
+    target = urljoin(url or "", location or "") if location else "an unnamed location"
+    return "XAPI_LRS_URL redirects to %s: set that URL" % redact_url(target)
+
+
 def msg_probe_timeout(timeout):
     return "probe not stored within %s s" % format_seconds(timeout)
 
 
 def credentials_verdict(status):
-    """What an LRS answer says about the credentials: True, False or None (cannot tell).
+    """What the LRS's answer to an empty list of statements says about the credentials: True, False or
+    None (cannot tell).
 
-    200 accepts them, 401 and 403 refuse them; any other answer says nothing about them.
+    That POST stores nothing, so a key that may only write proves itself with it. An LRS
+    authenticates before it validates a body: 401 and 403 refuse the credentials, and a 2xx or a
+    refusal of the body (400, 422...) accepts them. 404 and 405 say the URL is not a statements
+    resource, 3xx that it moved, 408, 413 and 429 nothing: none of these tells.
     """
-    if status == 200:
-        return True
+    if status is None:
+        return None
     if status in (401, 403):
         return False
+    if 200 <= status < 300 or (400 <= status < 500 and status not in (404, 405, 407, 408, 413, 429)):
+        return True
     return None
+
+
+def is_redirect(status):
+    """Whether an HTTP status is a redirect (3xx)."""
+    return status is not None and 300 <= status < 400
 
 
 def statement_in_answer(body, statement_id):

@@ -35,11 +35,13 @@ from ._xapi_check import (
     consumers_of,
     credentials_verdict,
     format_seconds,
+    is_redirect,
     msg_backlog,
     msg_broker_auth,
     msg_broker_unreachable,
     msg_consumers,
     msg_dead_letters,
+    msg_lrs_redirect,
     msg_lrs_refused,
     msg_lrs_status,
     msg_lrs_unreachable,
@@ -260,13 +262,27 @@ class Checker(object):
             headers={"X-Experience-API-Version": XAPI_VERSION, "Accept": "application/json"},
             timeout=self.p["timeout"],
             verify=self.p["validate_certs"],
+            allow_redirects=False,
+        )
+
+    def lrs_post_nothing(self):
+        """POST an empty list of statements, as the worker posts (no redirect followed): it stores nothing,
+        and the answer tells about the credentials, even a key that may only write."""
+        return requests.post(
+            self.p["lrs_url"],
+            json=[],
+            auth=(self.p["lrs_login"] or "", self.p["lrs_password"] or ""),
+            headers={"X-Experience-API-Version": XAPI_VERSION, "Accept": "application/json"},
+            timeout=self.p["timeout"],
+            verify=self.p["validate_certs"],
+            allow_redirects=False,
         )
 
     def check_lrs(self):
         url = self.p["lrs_url"]
         start = time.monotonic()
         try:
-            answer = self.lrs_get({"limit": 1})
+            answer = self.lrs_post_nothing()
         except requests.exceptions.RequestException as exc:
             self.add("lrs", "failed", msg_lrs_unreachable(url), self.error_text(exc))
             self.add("credentials", "skipped", "skipped: the LRS is unreachable")
@@ -275,7 +291,11 @@ class Checker(object):
         status = answer.status_code
         verdict = credentials_verdict(status)
         self.result["lrs"].update(reachable=True, status=status, latency_ms=latency, credentials=verdict)
-        self.add("lrs", "ok", "LRS answered HTTP %s in %s ms" % (status, latency))
+        if is_redirect(status):
+            self.add("lrs", "failed", msg_lrs_redirect(answer.headers.get("Location"), url), "HTTP %s" % status)
+            self.add("credentials", "skipped", "skipped: the LRS redirects")
+            return False
+        self.add("lrs", "ok", "LRS answered HTTP %s to an empty list of statements in %s ms" % (status, latency))
         if verdict is True:
             self.add("credentials", "ok", "LRS accepted the credentials of %s" % self.p["lrs_login"])
             return True

@@ -23,10 +23,12 @@ description:
   - "B(dead_letters): the statements the LRS refused for good (HTTP 4xx other than 401, 403, 408,
     409, 425 and 429), which the worker role keeps in the Redis list O(dead_letter_key) on the broker
     instead of dropping them, compared with O(max_dead_letters)."
-  - "B(lrs): the LRS answers C(GET) on O(lrs_url), and how long it took (latency in ms)."
-  - "B(credentials): the LRS accepts O(lrs_login) and O(lrs_password) (HTTP 200), or refuses them
-    (HTTP 401 or 403). The account therefore needs the right to read statements as well as to
-    write them."
+  - "B(lrs): the LRS answers a C(POST) of an empty list of statements on O(lrs_url), which stores
+    nothing, and how long it took (latency in ms). A redirect (HTTP 3xx) is not followed, as the
+    worker never follows one: it fails the check, naming its target."
+  - "B(credentials): the LRS accepts O(lrs_login) and O(lrs_password) (it refuses the empty list
+    itself, HTTP 400 or 422, or takes it, HTTP 2xx), or refuses them (HTTP 401 or 403). An LRS
+    authenticates a request before it reads its body, so a key that may only write passes."
   - "B(probe) (optional, O(probe)): one probe statement is enqueued through Pod's own task
     C(pod.xapi.xapi_tasks.send_xapi_statement_task) on O(queue), with a fresh UUID as its id;
     the module then polls the LRS for that id until the statement is stored, or O(probe_timeout)
@@ -39,8 +41,9 @@ description:
     The messages are C(broker unreachable at HOST:PORT), C(broker refused the password),
     C(no worker consumes queue QUEUE), "only N worker(s) consume queue QUEUE, expected at least M",
     C(backlog N exceeds M), the dead letters' message (next item),
-    C(LRS unreachable at URL), C(LRS refused the credentials),
+    C(LRS unreachable at URL), the redirect's message (below), C(LRS refused the credentials),
     C(LRS answered HTTP STATUS at URL) and C(probe not stored within N s).
+  - 'The redirect''s message is C(XAPI_LRS_URL redirects to TARGET: set that URL), any password in TARGET masked.'
   - 'The dead letters'' message is C(N statement(s\) refused by the LRS wait in KEY (more than M\): list and replay them).'
   - The broker's password never appears in the output; URLs are shown as C(redis://:********@host:6380/6).
   - "B(Where it runs): on an encoding host (group C(pod_encoding)), with C(ansible_python_interpreter)

@@ -5,8 +5,8 @@ Run it on a converged lab (scripts/lab.sh), from the repository root, with the p
     LAB_NAME=xapi-lab .venv/bin/python tests/faults/run.py [--count 500] [--outage 60] [--spread 10]
                                                            [FAULT ...]
 
-FAULT is a number (1-10) or a name (worker_killed, host_rebooted, broker_restarted, lrs_refusing,
-lrs_hanging, lrs_5xx, lrs_401, lrs_refuses_one, network_cut, broker_full); all ten by default. The
+FAULT is a number (1-11) or a name (worker_killed, host_rebooted, broker_restarted, lrs_refusing,
+lrs_hanging, lrs_5xx, lrs_401, lrs_refuses_one, network_cut, broker_full, lrs_redirects); all eleven by default. The
 rule: stored == sent for every fault, but for the statement fault 8 makes the LRS refuse (kept as a
 dead letter) and the enqueues fault 10's full broker refuses (never accepted, so never sent). Exits
 1 when a fault breaks it. Ralph's store is emptied before each fault (its fs backend slows down as it
@@ -34,7 +34,7 @@ def main():
     chosen = [names[int(f) - 1] if f.isdigit() else f for f in args.faults] or names
     unknown = [f for f in chosen if f not in names]
     if unknown:
-        parser.error("unknown fault(s) %s; choose from 1-10 or %s" % (", ".join(unknown), ", ".join(names)))
+        parser.error("unknown fault(s) %s; choose from 1-%d or %s" % (", ".join(unknown), len(names), ", ".join(names)))
     lab_ = faults.Lab(outage=args.outage)
     rows = []
     for name in chosen:

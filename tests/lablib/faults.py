@@ -97,6 +97,45 @@ class Handler(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), Handler).serve_forever()
 """
 
+# An LRS front that redirects POSTs to the statements URL: 301 to a new path, then, once the file
+# named by argv[3] exists, 302 to a login page. A GET anywhere answers 200, as the new path and the
+# login page would: a client that follows a POST's redirect gets a 200 and loses the statement. Every
+# request's method and path goes to the file argv[4].
+_REDIRECT = r"""
+import http.server, os, sys
+port, name, login_flag, record = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def reply(self, status, body, location=None):
+        self.send_response(status)
+        if location:
+            self.send_header("Location", location)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with open(record, "a") as out:
+            out.write("POST %s\n" % self.path)
+        if os.path.exists(login_flag):
+            self.reply(302, b"login first", "/login?next=" + self.path)
+        else:
+            self.reply(301, b"moved", "/xAPI/v2/statements/")
+
+    def do_GET(self):
+        with open(record, "a") as out:
+            out.write("GET %s\n" % self.path)
+        self.reply(200, b'{"statements": [], "more": ""}')
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()
+"""
+REDIRECT_FLAG = "/run/lab-fault-redirect.login"
+REDIRECT_RECORD = "/run/lab-fault-redirect.requests"
+
 # Ralph's accounts with the worker's password replaced: the LRS side rotated the credentials.
 _ROTATE = r"""
 import json, sys, bcrypt
@@ -218,9 +257,13 @@ class Lab:
 
     # the LRS stood in for by a script listening on its port ------------------------------------
     def replace_lrs(self, script, name):
+        self.stand_in(script, name)
+
+    def stand_in(self, script, name, *args):
+        """SCRIPT listening on the LRS's port in Ralph's place (stopped), with ARGS after its port and NAME."""
         run("lrs", "systemctl stop %s" % LRS_SERVICE)
-        subprocess.run(["podman", "exec", "-d", lab.container("lrs"), "python3", "-c", script, str(self.port), name],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["podman", "exec", "-d", lab.container("lrs"), "python3", "-c", script, str(self.port), name,
+                        *args], check=True, stdout=subprocess.DEVNULL)
         lab.until("the stand-in LRS listens",
                   lambda: lab.host("lrs").socket("tcp://0.0.0.0:%s" % self.port).is_listening, 30)
 
@@ -246,6 +289,24 @@ class Lab:
             out = run(host, "grep -h 'already stored or accepted' /var/log/%s/*.log || true" % WORKER_SERVICE).stdout
             count += sum(1 for line in out.splitlines() if any(part in wanted for part in line.split()))
         return count
+
+    def log_marks(self):
+        """{host: {log file: size}} of the worker's logs now: logged() then reads only what comes later."""
+        marks = {}
+        for host in self.encoding:
+            out = run(host, "stat -c '%%s %%n' /var/log/%s/*.log" % WORKER_SERVICE, check=False).stdout
+            marks[host] = {name: int(size) for size, name in (line.split(" ", 1) for line in out.splitlines())}
+        return marks
+
+    def logged(self, text, marks):
+        """Whether a line of the worker's logs, on any encoding host, written since MARKS, holds TEXT."""
+        for host in self.encoding:
+            for name in run(host, "ls /var/log/%s/*.log" % WORKER_SERVICE, check=False).stdout.split():
+                offset = marks.get(host, {}).get(name, 0)
+                command = "tail -c +%d %s | grep -q -F %s" % (offset + 1, shlex.quote(name), shlex.quote(text))
+                if run(host, command, check=False).rc == 0:
+                    return True
+        return False
 
     def dead_letters(self):
         out = run(self.first, "%s list --json" % DEAD_LETTERS).stdout
@@ -382,6 +443,37 @@ def lrs_401(lab_, count, spread):
     return row
 
 
+def lrs_redirects(lab_, count, spread):
+    row = Row("lrs-redirects", "the LRS URL redirecting (301, then 302 to a login page), then fixed")
+    url = lab_.lrs.url
+    root = url.split("/xAPI/", 1)[0]
+    moved, login = root + "/xAPI/v2/statements/", root + "/login?next=" + url[len(root):]
+
+    def inject():
+        started = time.monotonic()
+        marks = lab_.log_marks()
+        run("lrs", "rm -f %s %s" % (REDIRECT_FLAG, REDIRECT_RECORD))
+        lab_.stand_in(_REDIRECT, "lab-fault-redirect", REDIRECT_FLAG, REDIRECT_RECORD)
+        lab.until("the worker logs the 301's target", lambda: lab_.logged("(HTTP 301) to %s:" % moved, marks), 120)
+        # The admin's check and a new deployment name the target, and the deployment changes nothing.
+        rc, out = lab.run_playbook("playbooks/verify.yml", "--limit", lab_.first, "-e", "worker_check_probe=false")
+        row.details["check"] = (rc, "XAPI_LRS_URL redirects to %s: set that URL" % moved in out)
+        rc, out = lab.run_playbook("playbooks/site.yml")
+        recap = [line for line in out.splitlines() if " : ok=" in line]
+        row.details["deploy"] = (rc, "redirects to %s (HTTP 301): set that URL in xapi_lrs_url" % moved in out,
+                                 bool(recap) and all(" changed=0 " in line for line in recap))
+        run("lrs", "touch %s" % REDIRECT_FLAG)
+        lab.until("the worker logs the 302's target", lambda: lab_.logged("(HTTP 302) to %s:" % login, marks), 180)
+        row.bound = time.monotonic() - started + RETRY_BACKOFF_MAX + 60  # the fault lasted this long
+
+    _during(lab_, row, count, spread, inject, lambda: lab_.restore_lrs("lab-fault-redirect"))
+    requests = run("lrs", "cat %s" % REDIRECT_RECORD).stdout.split()
+    row.details["followed"] = [path for method, path in zip(requests[::2], requests[1::2]) if method != "POST"]
+    row.notes.append("xapi_check rc=%s, site.yml rc=%s, both naming the target; %d request(s) sent on" % (
+        row.details["check"][0], row.details["deploy"][0], len(row.details["followed"])))
+    return row
+
+
 def lrs_refuses_one(lab_, count, spread):
     row = Row("lrs-refuses-one", "the LRS refusing one malformed statement", expected_missing=1)
     before = {letter["statement"]["id"] for letter in lab_.dead_letters()}
@@ -463,7 +555,7 @@ def broker_full(lab_, count, spread):
 
 
 FAULTS = [worker_killed, host_rebooted, broker_restarted, lrs_refusing, lrs_hanging, lrs_5xx, lrs_401,
-          lrs_refuses_one, network_cut, broker_full]
+          lrs_refuses_one, network_cut, broker_full, lrs_redirects]
 
 
 def by_name():

@@ -44,6 +44,10 @@ def test_no_statement_is_lost(lab_, rows, fault):
         assert row.notes and row.notes[0].startswith("restored "), row.notes
     if fault is faults.lrs_401:
         assert row.details["check_rc"] != 0 and row.details["check_named_credentials"], row.notes
+    if fault is faults.lrs_redirects:
+        assert row.details["check"][0] != 0 and row.details["check"][1], row.notes
+        assert row.details["deploy"] == (2, True, True), row.details
+        assert row.details["followed"] == [], row.details
     if fault is faults.lrs_refuses_one:
         assert row.details["dead_letters"] == row.missing and len(row.missing) == 1, row.details
         assert row.details["check_rc"] != 0 and row.details["check_named_dead_letters"], row.details

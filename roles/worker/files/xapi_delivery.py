@@ -7,6 +7,8 @@ XAPI_LRS_URL). Every other request of the process is left alone. The LRS's answe
 
 - 2xx: delivered. 409 (the LRS already holds a statement with this id, after a redelivery):
   delivered too, logged, and shown to Pod as a 200 so that Pod logs no error.
+- 3xx: never followed (a POST sent on through a redirect arrives as a GET, without its statement);
+  logged with its Location, and retried like the next ones.
 - 5xx, 429, 408, 425, 401, 403: the answer can change later (a proxy in maintenance, rotated
   credentials): LRSTemporaryError, which the task's autoretry retries with backoff, without limit.
 - any other answer (400, 404, 413...): the LRS will refuse it again. The statement is pushed to the
@@ -24,8 +26,10 @@ import datetime
 import json
 import logging
 import os
+import re
 import sys
 import time
+from urllib.parse import urljoin
 
 LOG = logging.getLogger("xapi_delivery")
 
@@ -45,12 +49,21 @@ RETRY_STATUSES = frozenset((401, 403, 408, 425, 429))
 
 
 def verdict(status):
-    """What an HTTP status of the LRS means for a statement: DELIVERED, RETRY or DEAD."""
+    """What an HTTP status of the LRS means for a statement: DELIVERED, RETRY or DEAD.
+
+    A redirect is retried: the statement was not delivered (a client that follows a 301, 302 or 303
+    turns the POST into a GET without its body), and the admin's fix of XAPI_LRS_URL delivers it.
+    """
     if 200 <= status < 300 or status == 409:
         return DELIVERED
-    if status in RETRY_STATUSES or status >= 500:
+    if status in RETRY_STATUSES or 300 <= status < 400 or status >= 500:
         return RETRY
     return DEAD
+
+
+def redact(url):
+    """URL with the password of its userinfo masked."""
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/:@]*):[^/@]*@", r"\1:********@", url or "")
 
 
 def excerpt(text, limit=300):
@@ -134,9 +147,16 @@ class LRSRequests:
             return self._real.post(url, *args, **kwargs)
         if kwargs.get("timeout") is None and self._timeout:
             kwargs["timeout"] = self._timeout
+        kwargs["allow_redirects"] = False
         answer = self._real.post(url, *args, **kwargs)
         statement = kwargs.get("json")
         outcome = verdict(answer.status_code)
+        if 300 <= answer.status_code < 400:
+            target = redact(urljoin(url, answer.headers.get("Location") or "")) if answer.headers.get("Location") else "no Location"
+            LOG.error("LRS redirected statement %s (HTTP %s) to %s: kept and retried, never sent there; set "
+                      "XAPI_LRS_URL to that URL (xapi_lrs_url)", statement_id(statement), answer.status_code, target)
+            raise LRSTemporaryError("LRS redirected statement %s (HTTP %s) to %s: retried later" % (
+                statement_id(statement), answer.status_code, target))
         if outcome == RETRY:
             if answer.status_code in (401, 403):
                 LOG.error("LRS refused the worker's credentials (HTTP %s) for statement %s: kept and "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import importlib.util
 import json
+import re
 import types
 from pathlib import Path
 
@@ -32,12 +33,12 @@ def test_stored_and_already_stored_are_delivered(status):
     assert xapi_delivery.verdict(status) == xapi_delivery.DELIVERED
 
 
-@pytest.mark.parametrize("status", [401, 403, 408, 425, 429, 500, 502, 503, 504])
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308, 401, 403, 408, 425, 429, 500, 502, 503, 504])
 def test_answers_that_can_change_are_retried(status):
     assert xapi_delivery.verdict(status) == xapi_delivery.RETRY
 
 
-@pytest.mark.parametrize("status", [301, 400, 404, 405, 410, 413, 415, 422])
+@pytest.mark.parametrize("status", [400, 404, 405, 410, 413, 415, 422])
 def test_other_answers_are_dead_letters(status):
     assert xapi_delivery.verdict(status) == xapi_delivery.DEAD
 
@@ -75,28 +76,30 @@ def test_dead_letter_record_keeps_the_statement_and_the_answer():
 
 
 class Answer(object):
-    def __init__(self, status, text="[]"):
+    def __init__(self, status, text="[]", headers=None):
         self.status_code = status
         self.text = text
         self._content = text.encode()
+        self.headers = headers or {}
 
 
 class Real(object):
     """Stands for the requests module: records the calls, answers STATUS."""
 
-    def __init__(self, status):
+    def __init__(self, status, headers=None):
         self.status = status
+        self.headers = headers
         self.calls = []
         self.codes = types.SimpleNamespace(ok=200)
 
     def post(self, url, *args, **kwargs):
         self.calls.append((url, kwargs))
-        return Answer(self.status, '{"detail": "nope"}')
+        return Answer(self.status, '{"detail": "nope"}', self.headers)
 
 
-def hooked(status, timeout=20):
+def hooked(status, timeout=20, headers=None):
     kept = []
-    real = Real(status)
+    real = Real(status, headers)
     proxy = xapi_delivery.LRSRequests(real, LRS_URL, timeout, lambda *args: kept.append(args))
     return real, proxy, kept
 
@@ -114,6 +117,27 @@ def test_a_temporary_answer_raises_for_the_autoretry_and_gets_a_timeout():
     with pytest.raises(xapi_delivery.LRSTemporaryError, match="HTTP 503 for statement a"):
         proxy.post(LRS_URL, json={"id": "a"})
     assert real.calls[0][1]["timeout"] == 20 and kept == []
+
+
+@pytest.mark.parametrize("status, location, named", [
+    (301, "/xAPI/statements/", "http://lrs:8100/xAPI/statements/"),
+    (302, "https://u:secret@sso.example.org/login", "https://u:********@sso.example.org/login"),
+    (308, "https://lrs:8443/xAPI/statements/", "https://lrs:8443/xAPI/statements/"),
+])
+def test_a_redirect_is_never_followed_and_is_retried_naming_its_target(caplog, status, location, named):
+    real, proxy, kept = hooked(status, headers={"Location": location})
+    with caplog.at_level("ERROR", logger="xapi_delivery"):
+        with pytest.raises(xapi_delivery.LRSTemporaryError, match="HTTP %s\\) to %s" % (status, re.escape(named))):
+            proxy.post(LRS_URL, json={"id": "a"})
+    assert real.calls[0][1]["allow_redirects"] is False and kept == []
+    assert named in caplog.text and "set XAPI_LRS_URL to that URL" in caplog.text
+    assert "secret" not in caplog.text
+
+
+def test_a_stored_statement_is_posted_without_following_redirects():
+    real, proxy, _kept = hooked(200)
+    proxy.post(LRS_URL, json={"id": "a"}, allow_redirects=True)
+    assert real.calls[0][1]["allow_redirects"] is False
 
 
 def test_quiet_statement_logs_drops_the_lines_of_each_statement_and_keeps_the_others(monkeypatch):

@@ -165,10 +165,29 @@ def test_msg_probe_timeout(timeout, expected):
 
 
 @pytest.mark.parametrize(
-    "status, verdict", [(200, True), (401, False), (403, False), (404, None), (500, None), (None, None)]
+    "status, verdict",
+    [(200, True), (204, True), (400, True), (422, True), (401, False), (403, False), (301, None), (302, None),
+     (404, None), (405, None), (408, None), (413, None), (429, None), (500, None), (None, None)],
 )
 def test_credentials_verdict(status, verdict):
     assert xc.credentials_verdict(status) is verdict
+
+
+@pytest.mark.parametrize("status, redirect", [(200, False), (299, False), (300, True), (301, True), (308, True),
+                                              (400, False), (None, False)])
+def test_is_redirect(status, redirect):
+    assert xc.is_redirect(status) is redirect
+
+
+@pytest.mark.parametrize("location, expected", [
+    ("https://lrs.example.org/xAPI/statements/", "https://lrs.example.org/xAPI/statements/"),
+    ("/xAPI/statements/", "http://lrs:8100/xAPI/statements/"),
+    ("https://u:secret@lrs/x/", "https://u:********@lrs/x/"),
+    (None, "an unnamed location"),
+])
+def test_msg_lrs_redirect(location, expected):
+    assert xc.msg_lrs_redirect(location, "http://lrs:8100/xAPI/statements") == (
+        "XAPI_LRS_URL redirects to %s: set that URL" % expected)
 
 
 # --- the probe ----------------------------------------------------------------------------------

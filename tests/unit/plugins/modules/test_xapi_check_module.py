@@ -61,10 +61,13 @@ class Lab(object):
         self.answers = [{"xapi@encoding": [{"name": "xapi"}]}]
         self.inspected = 0
         self.lrs_status = 200
+        self.lrs_redirect = None  # (status, Location) the LRS answers every request with
+        self.write_only = False  # the credentials may write, not read
         self.stores_after = 1  # lookups of the probe before the LRS has it (None: never)
         self.sent = []
         self.lookups = 0
         self.redis_urls = []
+        self.posts = []  # the bodies POSTed to the LRS
 
 
 @pytest.fixture
@@ -111,23 +114,45 @@ def lab(monkeypatch):
     )
 
     class Response(object):
-        def __init__(self, status, body):
+        def __init__(self, status, body, headers=None):
             self.status_code = status
             self.body = body
             self.text = json.dumps(body)
+            self.headers = headers or {}
 
         def json(self):
             return self.body
 
-    def get(url, params=None, auth=None, headers=None, timeout=None, verify=True):
+    def answer_first(url, auth, headers, allow_redirects):
+        """What the LRS answers before it looks at the request's purpose (like Ralph behind a front)."""
         assert url == LRS_URL
         assert headers["X-Experience-API-Version"].startswith("1.0")
+        assert allow_redirects is False
         if "lrs" in state.errors:
             raise state.errors["lrs"]
+        if state.lrs_redirect:
+            return Response(state.lrs_redirect[0], "moved", {"Location": state.lrs_redirect[1]})
         if auth != ("pod-xapi", LRS_SECRET):
             return Response(401, {"detail": "Invalid authentication credentials"})
         if state.lrs_status != 200:
             return Response(state.lrs_status, {"detail": "boom"})
+        return None
+
+    def post(url, json=None, auth=None, headers=None, timeout=None, verify=True, allow_redirects=True):
+        state.posts.append(json)
+        first = answer_first(url, auth, headers, allow_redirects)
+        if first is not None:
+            return first
+        if json == []:
+            return Response(400, {"detail": "The list of statements cannot be empty"})
+        return Response(200, [statement["id"] for statement in json])
+
+    def get(url, params=None, auth=None, headers=None, timeout=None, verify=True, allow_redirects=True):
+        first = answer_first(url, auth, headers, allow_redirects)
+        if first is not None:
+            return first
+        if state.write_only:
+            return Response(401, {"detail": "Invalid authentication credentials"})
         if "statementId" in params:
             state.lookups += 1
             sid = params["statementId"]
@@ -136,7 +161,7 @@ def lab(monkeypatch):
         return Response(200, {"statements": [], "more": ""})
 
     fake_requests = types.SimpleNamespace(
-        get=get, exceptions=types.SimpleNamespace(RequestException=RequestException),
+        get=get, post=post, exceptions=types.SimpleNamespace(RequestException=RequestException),
     )
 
     class Inspect(object):
@@ -201,7 +226,7 @@ def test_healthy_pipeline_with_probe(capsys, lab):
                                 "reachable": True, "authenticated": True}
     assert result["consumers"] == ["xapi@encoding"] and result["consumer_count"] == 1
     assert result["backlog"] == 0 and result["dead_letters"] == 0
-    assert result["lrs"]["status"] == 200 and result["lrs"]["credentials"] is True
+    assert result["lrs"]["status"] == 400 and result["lrs"]["credentials"] is True
     assert result["lrs"]["latency_ms"] >= 0
     probe = result["probe"]
     assert probe["stored"] is True and probe["enqueued"] is True and probe["polls"] == 2
@@ -303,6 +328,30 @@ def test_lrs_refuses_credentials(capsys, lab):
     assert result["msg"] == "LRS refused the credentials"
     assert result["lrs"]["status"] == 401 and result["lrs"]["credentials"] is False
     assert lab.sent == []
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_lrs_that_redirects_fails_naming_the_target(capsys, lab, status):
+    lab.lrs_redirect = (status, "https://pod-xapi:hunter2@lrs.example.org/xAPI/statements/")
+    result = run(capsys)
+    assert result["msg"] == "XAPI_LRS_URL redirects to https://pod-xapi:********@lrs.example.org/xAPI/statements/: set that URL"
+    assert "hunter2" not in json.dumps(result)
+    assert statuses(result)["credentials"] == "skipped"
+
+
+def test_a_relative_redirect_is_named_in_full(capsys, lab):
+    lab.lrs_redirect = (302, "/login?next=/xAPI/statements")
+    result = run(capsys, probe=False)
+    assert result["msg"] == "XAPI_LRS_URL redirects to http://lrs:8100/login?next=/xAPI/statements: set that URL"
+
+
+def test_credentials_are_proven_by_a_post_that_stores_nothing(capsys, lab):
+    lab.write_only = True
+    result = run(capsys, probe=False)
+    assert not result.get("failed"), result
+    assert statuses(result)["credentials"] == "ok"
+    assert result["lrs"]["status"] == 400 and result["lrs"]["credentials"] is True
+    assert lab.posts == [[]]
 
 
 def test_lrs_other_status(capsys, lab):
