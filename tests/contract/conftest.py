@@ -53,6 +53,18 @@ def until(what, condition, timeout=30.0, interval=0.05):
         time.sleep(interval)
 
 
+def drain(connection, what, condition, timeout=20.0):
+    """Let kombu's CONNECTION deliver until CONDITION holds, at most TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
+        try:
+            connection.drain_events(timeout=1)
+        except socket.timeout:
+            pass
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
