@@ -3,11 +3,13 @@
 #   - Debian packages: podman (with runc, netavark, aardvark-dns, catatonit, and iptables: netavark's
 #     firewall backend, which nothing else brings), debootstrap, openssh-client (Ansible reaches the
 #     lab hosts over SSH), git, python3-venv, shellcheck (for
-#     ansible-test sanity);
+#     ansible-test sanity), redis-server (the contract tests start their own server; the service is not used);
 #   - .venv: the pinned toolchain of requirements-dev.txt (ansible-core, the ansible bundle for
 #     containers.podman, Molecule, pytest, testinfra, ansible-lint, yamllint, antsibull-changelog);
 #   - .venv-ansible-2.X, one per requirements-ansible-2.X.txt: the other ansible-core releases that
-#     meta/runtime.yml claims, with pytest, for the sanity and units stages of scripts/test.sh.
+#     meta/runtime.yml claims, with pytest, for the sanity and units stages of scripts/test.sh;
+#   - .venv-contract-kombu-X, one per kombu release that the worker role's pip constraints allow: the
+#     worker's own libraries, with pytest, for the contract stage (redis-server runs the broker there).
 # Then a smoke test: a throwaway container on a throwaway network. It is quick when everything is
 # already there. Run by scripts/lab.sh and scripts/test.sh; any failure is one line on stderr.
 set -euo pipefail
@@ -20,7 +22,7 @@ if ! command -v apt-get >/dev/null 2>&1 || [ ! -f /etc/debian_version ]; then
   die "this needs Debian 12 (apt-get); on another system install podman, runc, netavark, iptables, debootstrap, git and python3-venv yourself"
 fi
 
-packages="podman runc netavark aardvark-dns catatonit iptables debootstrap openssh-client git python3-venv shellcheck"
+packages="podman runc netavark aardvark-dns catatonit iptables debootstrap openssh-client git python3-venv shellcheck redis-server"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -56,6 +58,20 @@ for req in "$project"/requirements-ansible-*.txt; do
   name=$(basename "$req" .txt)
   pinned_venv "$project/.venv-${name#requirements-}" "$req" "$(basename "$req") (about 20 s)" fresh
 done
+
+# .venv-contract-kombu-X, one per kombu release that worker_pip_constraints allows: the libraries the worker runs
+# (Pod's requirements-encode.txt under those constraints) and pytest, for the contract stage of scripts/test.sh. The
+# requirements are generated from where they are set, never copied (tests/contract/requirements.py).
+contract_reqs=$(mktemp -d)
+kombus=$("$project/.venv/bin/python" "$project/tests/contract/requirements.py" versions) ||
+  die "could not read the kombu releases that worker_pip_constraints allows (tests/contract/requirements.py versions)"
+for kombu in $kombus; do
+  req="$contract_reqs/requirements-contract-kombu-$kombu.txt"
+  "$project/.venv/bin/python" "$project/tests/contract/requirements.py" pins "$kombu" >"$req" ||
+    die "could not write the contract tests' requirements for kombu $kombu"
+  pinned_venv "$project/.venv-contract-kombu-$kombu" "$req" "the worker's libraries with kombu $kombu (about 20 s)" fresh
+done
+rm -rf "$contract_reqs"
 
 # Smoke test: what every lab command needs from podman. A throwaway network, and a container on it
 # that runs one command; no image is needed: its root is a folder holding /bin/true and its libraries.

@@ -2,8 +2,10 @@
 # Runs every test of the collection, after scripts/setup.sh has installed what they need:
 #   yamllint, ansible-lint (production profile), the changelog fragments and a trial release (antsibull-changelog,
 #   ansible-galaxy collection build), ansible-test sanity and the unit tests on every ansible-core release that
-#   meta/runtime.yml claims, and `molecule test` for every scenario (real containers, real Redis, Celery, Ralph and git).
-# Usage: scripts/test.sh [STAGE...]   stages: yamllint ansible-lint changelog sanity units molecule
+#   meta/runtime.yml claims, the contract tests of the worker's kombu transport (a Redis server of their own, the
+#   worker's libraries, on each kombu release the role's pip constraints allow), and `molecule test` for every scenario
+#   (real containers, real Redis, Celery, Ralph and git).
+# Usage: scripts/test.sh [STAGE...]   stages: yamllint ansible-lint changelog sanity units contract molecule
 #        MOLECULE_SCENARIOS="default" scripts/test.sh molecule   (a subset of scenarios)
 # It runs every stage, prints a summary, and exits non-zero if any stage failed.
 set -uo pipefail
@@ -16,7 +18,7 @@ export CONTAINERS_CONF="$project/tests/lab/containers.conf"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
 
 scenarios=${MOLECULE_SCENARIOS:-"default debian13 all_in_one xapi_check scale_out faults"}
-stages=${*:-"yamllint ansible-lint changelog sanity units molecule"}
+stages=${*:-"yamllint ansible-lint changelog sanity units contract molecule"}
 
 # The toolchains that sanity and units run with, one per ansible-core release that meta/runtime.yml claims: the
 # main one (.venv, requirements-dev.txt) and one per requirements-ansible-2.X.txt (.venv-ansible-2.X); setup.sh
@@ -115,6 +117,25 @@ units() {
   return "$rc"
 }
 
+# The worker's kombu transport against a redis-server that each test starts and stops, on the worker's own libraries:
+# one virtualenv per kombu release that worker_pip_constraints allows (.venv-contract-kombu-X, made by setup.sh).
+contract() {
+  local kombu venv rc=0 one
+  kombu=$(python tests/contract/requirements.py versions) || return 1
+  for kombu in $kombu; do
+    venv=.venv-contract-kombu-$kombu
+    [ -x "$venv/bin/python" ] || { echo "contract: no $venv: run scripts/setup.sh" >&2; rc=1; continue; }
+    echo "=== pytest tests/contract with kombu $kombu ($venv)"
+    "$project/$venv/bin/python" -m pytest -p no:cacheprovider tests/contract
+    one=$?
+    if [ "$one" = 5 ]; then
+      echo "contract: pytest collected no test: that is a failure here" >&2
+    fi
+    [ "$one" = 0 ] || rc=1
+  done
+  return "$rc"
+}
+
 # The changelog fragments are valid, and the release procedure (README, "Releasing") works on a throwaway copy of
 # the tracked and new files: antsibull-changelog release, then ansible-galaxy collection build.
 changelog() {
@@ -154,6 +175,7 @@ for stage in $stages; do
     changelog) changelog ;;
     sanity) sanity ;;
     units) units ;;
+    contract) contract ;;
     molecule) molecule_all ;;
     *) echo "unknown stage $stage" >&2; false ;;
   esac

@@ -15,10 +15,13 @@ XAPI_LRS_URL). Every other request of the process is left alone. The LRS's answe
   dead-letter list on the broker, never dropped; an admin lists and replays it with this module's
   command (the role installs it as /usr/local/sbin/<service>-dead-letters).
 
-transport_options() gives each worker node unacknowledged-message keys of its own on the broker,
-and restore_unacked() (run by the node's unit before it starts) puts back in the queue whatever
-the node's previous run received and never acknowledged (killed, rebooted), at once instead of
-after the broker's visibility timeout.
+Transport, a kombu Redis transport named in the worker's Celery config (broker_transport), takes
+each message with one atomic BLMOVE into the node's in-flight list and lets a node start while the
+broker is full; it refuses to run on a kombu or a Redis it does not support. transport_options()
+gives each worker node unacknowledged-message keys of its own on the broker, and restore_unacked()
+(run by the node's unit before it starts) puts back in the queue whatever the node's previous run
+received and never acknowledged (killed, rebooted), at once instead of after the broker's
+visibility timeout.
 """
 
 import argparse
@@ -31,15 +34,20 @@ import sys
 import time
 from urllib.parse import urljoin
 
+import kombu
+from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
+
 LOG = logging.getLogger("xapi_delivery")
 
 TASK_NAME = "pod.xapi.xapi_tasks.send_xapi_statement_task"
 DEAD_LETTER_KEY = "xapi.dead-letters"
 UNACKED_PREFIX = "unacked"
 INFLIGHT_PREFIX = "inflight"
-# The kombu releases whose Redis Channel._brpop_start/_brpop_read atomic_consume() replaces (the
-# same code from 5.3 to 5.5; worker_pip_constraints pins 5.4.2).
-ATOMIC_CONSUME_KOMBU = ("5.3.", "5.4.", "5.5.")
+# The kombu releases whose Redis Channel._brpop_start/_brpop_read the transport's Channel overrides
+# (the same code from 5.3 to 5.5; 5.6 changed _brpop_start; worker_pip_constraints pins 5.4.2).
+SUPPORTED_KOMBU = ("5.3", "5.4", "5.5")
 NODE_ENV = "XAPI_WORKER_NODE"
 # A replayed statement carries its earlier attempts in this message header.
 REPLAY_HEADER = "xapi_dead_letter_attempts"
@@ -112,7 +120,7 @@ def transport_options(visibility_timeout, node=None):
     node = node if node is not None else os.environ.get(NODE_ENV, "")
     if node:
         options.update(node_keys(node))
-        # One list per queue (Pod sends no priority): what atomic_consume() moves from.
+        # One list per queue (Pod sends no priority): what the transport's Channel moves from.
         options["priority_steps"] = [0]
     return options
 
@@ -259,60 +267,95 @@ def is_out_of_memory(error):
     return type(error).__name__ == "OutOfMemoryError" or "maxmemory" in str(error)
 
 
-def tolerate_full_broker():
-    """Let a node start and drain a broker at its memory limit.
+# The node's transport -----------------------------------------------------------------------------
+class UnsupportedBroker(RuntimeError):
+    """The transport cannot keep its promise with this kombu or this Redis: the node does not start.
 
-    kombu's Redis transport takes a lock (SET NX) before it restores old unacknowledged messages, at
-    start and every 100 s; a broker at maxmemory refuses it, and the node dies ("Unrecoverable
-    error") instead of taking messages, which is what frees memory. This skips that round instead;
-    the next one restores them.
+    Not one of kombu's connection errors, which Celery retries forever at start.
     """
-    from kombu.transport import redis as kombu_redis
 
-    original = kombu_redis.QoS.restore_visible
-    if getattr(original, "xapi_delivery", False):
-        return
+
+def kombu_release():
+    """The kombu release this process runs: "major.minor"."""
+    return ".".join(kombu.__version__.split(".")[:2])
+
+
+def refuse_unsupported_kombu():
+    """Raise UnsupportedBroker unless this kombu is one whose Redis Channel the transport overrides."""
+    release = kombu_release()
+    if release not in SUPPORTED_KOMBU:
+        raise UnsupportedBroker(
+            "kombu %s is not a release whose Redis transport xapi_delivery.Transport supports (%s): pin kombu in "
+            "worker_pip_constraints to one of them" % (kombu.__version__, ", ".join(SUPPORTED_KOMBU)))
+
+
+def has_command(client, name):
+    """Whether the Redis server knows the command NAME (redis-py cannot parse COMMAND INFO's answer for a
+    command the server lacks)."""
+    pool = client.connection_pool
+    connection = pool.get_connection("COMMAND")
+    try:
+        connection.send_command("COMMAND", "INFO", name)
+        answer = connection.read_response()
+    finally:
+        pool.release(connection)
+    return bool(answer and answer[0])
+
+
+def refuse_without_blmove(client):
+    """Raise UnsupportedBroker when the broker has no BLMOVE (Redis before 6.2)."""
+    if not has_command(client, "BLMOVE"):
+        version = client.info("server").get("redis_version", "?")
+        raise UnsupportedBroker(
+            "the broker (Redis %s) has no BLMOVE command, which xapi_delivery.Transport needs to take messages "
+            "without losing them: use Redis 6.2 or later" % version)
+
+
+class QoS(kombu_redis.QoS):
+    """kombu's Redis QoS, which lets a node start and drain a broker at its memory limit.
+
+    kombu takes a lock (SET NX) before it restores old unacknowledged messages, at start and every
+    100 s; a broker at maxmemory refuses it, and kombu's node dies ("Unrecoverable error") instead of
+    taking messages, which is what frees memory. This skips that round instead; the next one
+    restores them.
+    """
 
     def restore_visible(self, *args, **kwargs):
         try:
-            return original(self, *args, **kwargs)
+            return super().restore_visible(*args, **kwargs)
         except Exception as error:  # pylint: disable=broad-except
             if not is_out_of_memory(error):
                 raise
             LOG.warning("the broker is at its memory limit: old unacknowledged messages are restored later")
             return None
-    restore_visible.xapi_delivery = True
-    kombu_redis.QoS.restore_visible = restore_visible
 
 
-def atomic_consume():
-    """Take each message with BLMOVE into the node's in-flight list instead of BRPOP.
+class Channel(kombu_redis.Channel):
+    """kombu's Redis Channel, which takes each message with BLMOVE into the node's in-flight list.
 
-    kombu's Redis transport pops a message (BRPOP) and records it as unacknowledged in a second
-    command. The reply of BRPOP can wait in the socket while the node does other work: a node killed
-    then loses the messages Redis already gave it. Here Redis moves the message atomically into the
-    list inflight:<node>:<queue>; once kombu has recorded it, the node removes it from there; and
-    restore_unacked() puts back whatever a dead node left in it. Used for a node (XAPI_WORKER_NODE)
-    that consumes one list (one queue, priority_steps [0]); otherwise kombu's BRPOP runs unchanged.
+    kombu pops a message (BRPOP) and records it as unacknowledged in a second command. The reply of
+    BRPOP can wait in the socket while the node does other work: a node killed then loses the
+    messages Redis already gave it. Here Redis moves the message atomically into the list
+    inflight:<node>:<queue>; once kombu has recorded it, the node removes it from there; and
+    restore_unacked() puts back whatever a dead node left in it.
     """
-    import kombu
-    from kombu.transport import redis as kombu_redis
-    from kombu.utils.encoding import bytes_to_str
-    from kombu.utils.json import loads
 
-    if not kombu.__version__.startswith(ATOMIC_CONSUME_KOMBU):
-        LOG.warning("kombu %s is not one whose Redis transport atomic_consume() knows (%s): kombu's BRPOP is "
-                    "kept, and a node killed may lose the messages it was taking", kombu.__version__,
-                    ", ".join(ATOMIC_CONSUME_KOMBU))
-        return
-    channel_class = kombu_redis.Channel
-    if getattr(channel_class._brpop_start, "xapi_delivery", False):  # pylint: disable=protected-access
-        return
-    original_start = channel_class._brpop_start  # pylint: disable=protected-access
-    original_read = channel_class._brpop_read  # pylint: disable=protected-access
+    QoS = QoS
+    # (queue's list, in-flight list) of the BLMOVE in progress; None while kombu's BRPOP is.
+    xapi_move = None
+    xapi_client = None
 
-    # The node this process runs (its unit's environment); read once, not at every poll.
-    node = os.environ.get(NODE_ENV, "")
+    def __init__(self, *args, **kwargs):
+        refuse_unsupported_kombu()
+        super().__init__(*args, **kwargs)
+        # The node this process runs (its unit's environment), read once per channel, not at every poll.
+        self.xapi_node = os.environ.get(NODE_ENV, "")
+        if self.xapi_node:
+            try:
+                refuse_without_blmove(self.client)
+            except Exception:
+                self.close()
+                raise
 
     def _brpop_start(self, timeout=1):
         self.xapi_move = None
@@ -320,17 +363,18 @@ def atomic_consume():
         if not queues:
             return None
         keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
-        if not node or len(keys) != 1 or self.global_keyprefix:
-            return original_start(self, timeout)
-        self.xapi_move = (keys[0], inflight_key(node, keys[0]))
+        # No node to own an in-flight list (XAPI_WORKER_NODE unset), or several lists: kombu's own BRPOP.
+        if not self.xapi_node or len(keys) != 1 or self.global_keyprefix:
+            return super()._brpop_start(timeout)
+        self.xapi_move = (keys[0], inflight_key(self.xapi_node, keys[0]))
         self._in_poll = self.client.connection
         self.client.connection.send_command("BLMOVE", keys[0], self.xapi_move[1], "RIGHT", "LEFT", timeout or 0)
         return None
 
     def _brpop_read(self, **options):
-        move = getattr(self, "xapi_move", None)
+        move = self.xapi_move
         if not move:
-            return original_read(self, **options)
+            return super()._brpop_read(**options)
         source, inflight = move
         try:
             try:
@@ -342,21 +386,23 @@ def atomic_consume():
                 raise kombu_redis.Empty()
             dest = bytes_to_str(source).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
-            self.connection._deliver(loads(bytes_to_str(item)), dest)
+            self.connection._deliver(loads(bytes_to_str(item)), dest)  # pylint: disable=protected-access
             # Recorded as unacknowledged by now: no longer in flight. One client per channel, on its
             # connection pool (only this event loop's thread reads here): a new client for each
             # message cost the node about 6 % of its CPU time.
-            client = self.__dict__.get("xapi_client")
-            if client is None:
-                client = self.xapi_client = self._create_client()
-            client.lrem(inflight, 1, item)
+            if self.xapi_client is None:
+                self.xapi_client = self._create_client()
+            self.xapi_client.lrem(inflight, 1, item)
             return True
         finally:
             self._in_poll = None
 
-    _brpop_start.xapi_delivery = True
-    channel_class._brpop_start = _brpop_start  # pylint: disable=protected-access
-    channel_class._brpop_read = _brpop_read  # pylint: disable=protected-access
+
+class Transport(kombu_redis.Transport):
+    """kombu's Redis transport with the Channel and QoS above, selected by name in the worker's Celery
+    config (broker_transport = "xapi_delivery:Transport"); the broker URL stays redis://."""
+
+    Channel = Channel
 
 
 # The loggers that write a line for every statement delivered, at INFO: Celery's "Task ... received"
@@ -462,7 +508,7 @@ def restore_unacked(channel, node, visibility_timeout, now=None):
             other = node_keys(name.split(":", 1)[1])
             keys.append((name, other["unacked_index_key"], now - visibility_timeout))
     keys.append((UNACKED_PREFIX, UNACKED_PREFIX + "_index", now - visibility_timeout))
-    # Messages moved out of a queue by a node that died before recording them (atomic_consume),
+    # Messages moved out of a queue by a node that died before recording them (the transport's Channel),
     # every node's: a live node's one message in flight comes back as a duplicate at worst.
     for name in client.scan_iter(match=INFLIGHT_PREFIX + ":*", count=100):
         name = name.decode() if isinstance(name, bytes) else name
@@ -495,7 +541,8 @@ def before_start(app, node):
     """What the node's unit runs before the node starts (ExecStartPre). Returns the exit status.
 
     1 (the node does not start; systemd tries again) while the broker is at its memory limit: a node
-    that took messages then could not record them as unacknowledged, and would lose them.
+    that took messages then could not record them as unacknowledged, and would lose them. 1 also
+    when the transport refuses this kombu or this broker (UnsupportedBroker), which the node would too.
     0 otherwise, once the node's unacknowledged messages are back in the queue; also when the broker
     cannot be reached (the node itself waits for it).
     """
@@ -508,6 +555,9 @@ def before_start(app, node):
                       "statement; give the broker room (see the worker role's README)" % (full[0], full[1], node))
                 return 1
             restored = restore_unacked(connection.default_channel, node, timeout)
+    except UnsupportedBroker as error:
+        print("%s does not start: %s" % (node, error))
+        return 1
     except Exception as error:  # pylint: disable=broad-except
         print("could not restore the unacknowledged messages of %s now (%s: %s): the node starts, and the broker "
               "gives them back after its visibility timeout" % (node, type(error).__name__, excerpt(str(error), 200)))

@@ -4,9 +4,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The pure logic of the worker's delivery hooks (roles/worker/files/xapi_delivery.py).
 
-What an LRS answer means for a statement, the per-node broker keys, the dead-letter record and the
-stand-in for `requests` inside Pod's task. The hooks themselves run for real on the lab's worker
-(molecule/faults).
+What an LRS answer means for a statement, the per-node broker keys, the dead-letter record, the
+stand-in for `requests` inside Pod's task, and how the worker's kombu transport is built and named.
+The transport runs against a real Redis in tests/contract; the hooks run for real on the lab's
+worker (molecule/faults).
 """
 
 from __future__ import annotations
@@ -49,9 +50,46 @@ def test_each_node_has_keys_of_its_own():
     assert one["visibility_timeout"] == 600
     assert one["unacked_key"] == "unacked:xapi@encoding"
     assert one["unacked_index_key"] == "unacked_index:xapi@encoding"
-    assert one["priority_steps"] == [0]  # one list to move from (atomic_consume)
+    assert one["priority_steps"] == [0]  # one list to move from (the transport's Channel)
     keys = ("unacked_key", "unacked_index_key", "unacked_mutex_key")
     assert {one[k] for k in keys}.isdisjoint({two[k] for k in keys})
+
+
+def test_the_transport_subclasses_kombus_redis_transport_and_patches_nothing():
+    from kombu.transport import redis as kombu_redis
+
+    assert issubclass(xapi_delivery.Transport, kombu_redis.Transport)
+    assert xapi_delivery.Transport.Channel is xapi_delivery.Channel
+    assert issubclass(xapi_delivery.Channel, kombu_redis.Channel) and xapi_delivery.Channel.QoS is xapi_delivery.QoS
+    assert issubclass(xapi_delivery.QoS, kombu_redis.QoS)
+    # kombu's own classes are kombu's: nothing of the process is patched.
+    assert kombu_redis.Channel._brpop_start.__module__ == kombu_redis.__name__
+    assert kombu_redis.Channel._brpop_read.__module__ == kombu_redis.__name__
+    assert kombu_redis.QoS.restore_visible.__module__ == kombu_redis.__name__
+    assert not hasattr(xapi_delivery, "atomic_consume") and not hasattr(xapi_delivery, "tolerate_full_broker")
+    # Not one of kombu's connection errors, which Celery would retry forever at start.
+    assert not issubclass(xapi_delivery.UnsupportedBroker, kombu_redis.Transport.connection_errors)
+
+
+def test_the_celery_config_names_the_transport(monkeypatch):
+    from kombu.transport import resolve_transport
+
+    template = (PATH.parents[1] / "templates" / "xapi_celeryconfig.py.j2").read_text()
+    assert '\nbroker_transport = "xapi_delivery:Transport"\n' in template
+    assert "atomic_consume" not in template and "tolerate_full_broker" not in template
+    monkeypatch.setitem(__import__("sys").modules, "xapi_delivery", xapi_delivery)
+    assert resolve_transport("xapi_delivery:Transport") is xapi_delivery.Transport
+
+
+@pytest.mark.parametrize("version, supported", [("5.3.7", True), ("5.4.2", True), ("5.5.4", True), ("5.6.0", False),
+                                                ("5.2.4", False), ("6.0.0", False)])
+def test_only_the_kombu_releases_whose_channel_is_overridden_are_supported(monkeypatch, version, supported):
+    monkeypatch.setattr(xapi_delivery.kombu, "__version__", version)
+    if supported:
+        xapi_delivery.refuse_unsupported_kombu()
+    else:
+        with pytest.raises(xapi_delivery.UnsupportedBroker, match="^kombu %s is not a release" % version.replace(".", r"\.")):
+            xapi_delivery.refuse_unsupported_kombu()
 
 
 def test_the_in_flight_list_names_the_node_and_the_queue():
