@@ -6,7 +6,9 @@ Each fault sends a batch of statements from the frontal, exactly as Pod's view d
 enqueued. It then waits (bounded) until the LRS holds every statement the broker accepted, and
 reports one row: sent (enqueues the broker accepted), stored (of those, found in the LRS by id),
 duplicates (deliveries beyond the first: the LRS's 409 answers, as the worker logs them, plus any
-id stored twice), the longest delay from enqueue to the LRS's own `stored` time, and notes.
+id stored twice), the longest delay from enqueue to the LRS's own `stored` time, and notes. An
+enqueue that failed is a statement lost, unless the fault refuses it on purpose (the full broker's
+out-of-memory answer, fault 10).
 
 Everything is real: the lab's systemd hosts, Redis, the Celery worker, Ralph. tests/faults/run.py
 prints the table; molecule/faults asserts on the same rows.
@@ -15,6 +17,7 @@ prints the table; molecule/faults asserts on the same rows.
 import datetime
 import json
 import queue
+import re
 import shlex
 import subprocess
 import threading
@@ -158,16 +161,25 @@ class Row:
     duplicates: int = 0
     longest_delay: float = 0.0
     refused_enqueues: int = 0
+    refusals: list = field(default_factory=list)  # the errors Pod's enqueue met, one per refused enqueue
     missing: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     expected_missing: int = 0  # statements the LRS refuses on purpose (fault 8)
+    expected_refusals: int = 0  # enqueues the broker refuses on purpose (fault 10)
     bound: float = 0.0  # the longest delay the README promises for this fault
     details: dict = field(default_factory=dict)  # what a fault checks beyond the counts
 
     @property
+    def unexpected_refusals(self):
+        """Enqueues refused beyond those the fault refuses on purpose: statements lost before the broker."""
+        return max(0, self.refused_enqueues - self.expected_refusals)
+
+    @property
     def ok(self):
-        """stored == sent, but for the statements the fault makes the LRS refuse on purpose."""
-        return self.stored == self.sent - self.expected_missing and len(self.missing) == self.expected_missing
+        """stored == sent, but for the statements the fault makes the LRS refuse on purpose, and no enqueue
+        refused but those the fault makes the broker refuse on purpose."""
+        return (self.stored == self.sent - self.expected_missing and len(self.missing) == self.expected_missing
+                and self.unexpected_refusals == 0)
 
 
 def encoding_hosts():
@@ -281,7 +293,30 @@ class Lab:
         return run("frontal", "REDISCLI_AUTH=%s redis-cli -p %d -n %d %s" % (
             shlex.quote(self.broker_password), self.broker_port, self.broker_db, command)).stdout
 
-    # what the worker logged -------------------------------------------------------------------
+    def held(self, node, queue_name="xapi"):
+        """How many messages the worker node NODE holds on the broker: taken and not acknowledged
+        (unacked:<node>), or moved and not yet recorded (inflight:<node>:<queue>)."""
+        return int(self.broker("HLEN unacked:%s" % node).strip() or 0) + int(
+            self.broker("LLEN inflight:%s:%s" % (node, queue_name)).strip() or 0)
+
+    # what the worker's hosts logged ------------------------------------------------------------
+    @staticmethod
+    def node_of(host, unit):
+        """The Celery node name (<node>@<hostname>) that the systemd UNIT on HOST runs."""
+        environment = run(host, "systemctl show -p Environment --value %s" % unit).stdout.split()
+        return next(word.split("=", 1)[1] for word in environment if word.startswith("XAPI_WORKER_NODE="))
+
+    @staticmethod
+    def journal_cursor(host):
+        """The journal's cursor on HOST now: journal_since() then reads only what comes later."""
+        out = run(host, "journalctl -n 0 --show-cursor --no-pager").stdout
+        return out.rsplit("-- cursor: ", 1)[1].strip()
+
+    @staticmethod
+    def journal_since(host, unit, cursor):
+        """The lines UNIT wrote to the journal on HOST after CURSOR."""
+        return run(host, "journalctl --no-pager -o cat -u %s --after-cursor=%s" % (unit, shlex.quote(cursor))).stdout
+
     def conflicts(self, ids):
         """How many 409 answers (statement already stored) the worker logged for these ids."""
         wanted, count = set(ids), 0
@@ -322,7 +357,8 @@ def settle(lab_, row, records, since, timeout):
     fill ROW."""
     accepted = {sid: when for sid, when, error in records if error is None}
     row.sent += len(accepted)
-    row.refused_enqueues += sum(1 for _sid, _when, error in records if error is not None)
+    row.refusals += [error for _sid, _when, error in records if error is not None]
+    row.refused_enqueues = len(row.refusals)
     deadline = time.monotonic() + timeout
     while True:
         stored = {}
@@ -361,20 +397,39 @@ def _during(lab_, row, count, spread, inject, heal, hold=0.0, bad=-1):
 
 
 def worker_killed(lab_, count, spread):
-    row = Row("worker-killed", "the worker's main process SIGKILLed")
+    # Ralph answers a statement in milliseconds: a node killed while the batch flows is almost always
+    # idle, and holds nothing to lose. An LRS that holds every request (HANG) from before the batch
+    # until the node is back keeps what the node took unacknowledged at the kill.
+    row = Row("worker-killed", "the worker's main process SIGKILLed while it holds statements (LRS hanging)")
     unit = "%s@xapi.service" % WORKER_SERVICE
+    node = lab_.node_of(lab_.first, unit)
     before = run(lab_.first, "systemctl show -p MainPID --value %s" % unit).stdout.strip()
+    cursor, hanging = [], [True]
 
     def inject():
+        row.details["held_at_kill"] = lab.until("the node holds statements (broker: unacked and in-flight keys)",
+                                                lambda: lab_.held(node), 60)
+        cursor.append(lab_.journal_cursor(lab_.first))
         run(lab_.first, "systemctl kill --signal=SIGKILL --kill-whom=main %s" % unit)
 
     def heal():
         lab.until("the node restarts", lambda: run(lab_.first, "systemctl show -p MainPID --value %s" % unit,
                                                    check=False).stdout.strip() not in ("", "0", before), 60)
         lab_.nodes_active()
-    _during(lab_, row, count, spread, inject, heal)
-    restored = run(lab_.first, "journalctl -u %s --since '-10min' -o cat | grep 'restored' | tail -1 || true" % unit).stdout.strip()
-    row.notes.append(restored or "no restore line")
+        lab_.restore_lrs("lab-fault-kill-hang")
+        hanging.clear()
+
+    lab_.replace_lrs(HANG, "lab-fault-kill-hang")
+    try:
+        _during(lab_, row, count, spread, inject, heal)
+    finally:
+        if hanging:
+            lab_.restore_lrs("lab-fault-kill-hang")
+    journal = lab_.journal_since(lab_.first, unit, cursor[0]) if cursor else ""
+    restored = re.search(r"^restored (\d+) unacknowledged message.*$", journal, re.M)
+    row.details["restored"] = int(restored.group(1)) if restored else None
+    row.notes.append("%d held at the kill; %s" % (
+        row.details.get("held_at_kill", 0), restored.group(0) if restored else "no restore line after the kill"))
     return row
 
 
@@ -517,6 +572,9 @@ def broker_full(lab_, count, spread):
     row = Row("broker-full", "the broker at its memory limit")
     unit = "%s@xapi.service" % WORKER_SERVICE
     run(lab_.first, "systemctl stop %s.service" % WORKER_SERVICE)
+    # What earlier faults left in the queue (a message whose acknowledgement a broker restart lost comes
+    # back as the node stops): the batch's statements come on top of it.
+    waiting = int(lab_.broker("LLEN xapi").strip())
     limit = lab_.broker("CONFIG GET maxmemory").split()[1]
     used = int(next(line.split(":")[1] for line in lab_.broker("INFO memory").splitlines()
                     if line.startswith("used_memory:")))
@@ -528,15 +586,16 @@ def broker_full(lab_, count, spread):
         records = Batch(max(count, BROKER_FILL), spread, row.fault).result()
         refused = [error for _sid, _when, error in records if error]
         accepted = len(records) - len(refused)
-        row.details["refused_enqueues"] = len(refused)
+        # What the fault refuses on purpose: the broker's own out-of-memory answer, nothing else.
+        row.expected_refusals = sum(1 for error in refused if "maxmemory" in error)
         row.notes.append("%d enqueue(s) refused by the full broker%s" % (
-            len(refused), (" (%s)" % refused[0][:50]) if refused else ""))
+            row.expected_refusals, (" (%s)" % refused[0][:50]) if refused else ""))
         # A node started at the limit: kombu's own bookkeeping writes are refused too.
         # (systemd counts the automatic restarts from 0 again at a manual start.)
         run(lab_.first, "systemctl start %s.service" % WORKER_SERVICE)
         lab.until("the node has tried to start at the limit", lambda: int(run(
             lab_.first, "systemctl show -p NRestarts --value %s" % unit).stdout.strip() or 0) >= 1, 120)
-        queued = int(lab_.broker("LLEN xapi").strip())
+        queued = int(lab_.broker("LLEN xapi").strip()) - waiting
         row.details["queued_at_limit"], row.details["accepted"] = queued, accepted
         row.notes.append("the node waits while the broker is full (%d of %d still queued)" % (queued, accepted))
         # The admin's remedy (README): give the broker room again; the nodes then drain the queue.
@@ -571,5 +630,7 @@ def table(rows):
     for number, row in enumerate(rows, 1):
         lines.append("%-3s %-18s | %5d | %6d | %10d | %11.1f s | %s" % (
             number, row.fault, row.sent, row.stored, row.duplicates, row.longest_delay,
-            "; ".join(row.notes + (["missing: %s" % ", ".join(row.missing[:3])] if len(row.missing) > row.expected_missing else []))))
+            "; ".join(row.notes + (["missing: %s" % ", ".join(row.missing[:3])] if len(row.missing) > row.expected_missing else [])
+                      + (["%d enqueue(s) refused unexpectedly (%s)" % (row.unexpected_refusals, row.refusals[-1][:80])]
+                         if row.unexpected_refusals else []))))
     return "\n".join(lines)

@@ -44,7 +44,6 @@ def recap(output):
 
 def test_statements_enqueued_on_the_frontal_all_reach_the_lrs(lrs):
     ids = pod.enqueue(200, tag="verify")
-    assert len(set(ids)) == 200
     stored = lrs.wait_for(ids, timeout=180)
     assert sorted(stored) == sorted(ids)
     sample = stored[ids[0]]
