@@ -11,7 +11,7 @@ enqueue that failed is a statement lost, unless the fault refuses it on purpose 
 out-of-memory answer, fault 10).
 
 Everything is real: the lab's systemd hosts, Redis, the Celery worker, Ralph. tests/faults/run.py
-prints the table; molecule/faults asserts on the same rows.
+prints the table; molecule/default/tests/test_faults.py asserts on the same rows.
 """
 
 import datetime

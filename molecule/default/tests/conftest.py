@@ -7,7 +7,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 
 pytest_plugins = ["lablib.fixtures"]
 
+# They break links of the pipeline and heal them, restart and reboot hosts: after every test that
+# compares the site with its state before the deployment, in this order, the faults last.
+LAST = ("test_xapi_check", "test_monitoring", "test_turning_off", "test_faults")
+
 
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "once: proves the roles' logic, not the host's release; the debian13 scenario deselects it")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.module.__name__.rsplit(".", 1)[-1]
+        return LAST.index(name) + 1 if name in LAST else 0
+    items.sort(key=rank)  # stable: each module keeps its own order

@@ -1,6 +1,6 @@
 """Delivery hardening, on the converged lab: no statement is lost when the LRS hangs or goes away,
 or when the worker node that holds it is killed (the worker role's defaults); the node takes each
-message with BLMOVE, never kombu's BRPOP. molecule/faults covers the other faults.
+message with BLMOVE, never kombu's BRPOP. test_faults.py covers the other faults.
 
 The LRS is replaced for a while by a listener that accepts connections and never answers (a hung
 LRS), then Ralph comes back; every step waits for a real condition, with a bound.

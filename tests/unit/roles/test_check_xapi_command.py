@@ -8,7 +8,7 @@ The checks themselves (plugins/module_utils/_xapi_check_io.py's Checker) are tho
 esup_pod.xapi.xapi_check, tested with it; here a fake Checker stands for them, and these tests check
 what the command adds: options -> the checks' params, one line and an exit status, UNKNOWN for
 what stops the check, and no secret in the output, whatever raises or prints. The real command runs
-on the lab's encoding host (molecule/xapi_check).
+on the lab's encoding host (molecule/default/tests/test_monitoring.py).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
 What an LRS answer means for a statement, the per-node broker keys, the dead-letter record, the
 stand-in for `requests` inside Pod's task, and how the worker's kombu transport is built and named.
 The transport runs against a real Redis in tests/contract; the hooks run for real on the lab's
-worker (molecule/faults).
+worker (molecule/default/tests/test_faults.py).
 """
 
 from __future__ import annotations

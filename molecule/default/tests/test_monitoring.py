@@ -16,9 +16,13 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
 import yaml
 
 from lablib import lab, pod
+
+# Platform-neutral, and they break and heal the lab: once, after the other tests (conftest.py).
+pytestmark = pytest.mark.once
 
 CHECK = "/usr/local/bin/celeryd-xapi-check"
 WORKER_SERVICE = "/etc/init.d/celeryd-xapi"

@@ -10,10 +10,15 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 
 from lablib import faults, lab, pod  # noqa: E402
 from lablib.lrs import LRS  # noqa: E402
+
+# Platform-neutral, and they break and heal the lab: once, after the other tests (conftest.py).
+pytestmark = pytest.mark.once
 
 SERVICE = "celeryd-xapi"
 KEPT_KEY = "lab:test:turning-off:kept"

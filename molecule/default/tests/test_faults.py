@@ -16,6 +16,9 @@ import pytest
 
 from lablib import faults, lab
 
+# Platform-neutral, and they break and heal the lab: once, after the other tests (conftest.py).
+pytestmark = pytest.mark.once
+
 COUNT = int(os.environ.get("FAULTS_COUNT", "40"))
 SPREAD = float(os.environ.get("FAULTS_SPREAD", "4"))
 OUTAGE = float(os.environ.get("FAULTS_OUTAGE", "15"))

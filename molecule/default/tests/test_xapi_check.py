@@ -5,7 +5,7 @@
 """Fault injection for esup_pod.xapi.xapi_check, on a converged lab.
 
 Each test runs the real `ansible-playbook playbooks/verify.yml` against the lab named by LAB_NAME
-(from the repository's root: `LAB_NAME=... pytest molecule/xapi_check/tests`, or Molecule's
+(from the repository's root: `LAB_NAME=... pytest molecule/default/tests/test_xapi_check.py`, or Molecule's
 verify step), breaks one link of the chain, checks that the module names that link, and restores
 the lab in a `finally`, waiting (bounded) until the pipeline is healthy again.
 """
@@ -22,7 +22,11 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 import yaml
+
+# Platform-neutral, and they break and heal the lab: once, after the other tests (conftest.py).
+pytestmark = pytest.mark.once
 
 ROOT = Path(__file__).resolve().parents[3]
 INVENTORY = ROOT / "inventory" / "lab"
