@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import os
 import socket
 import sys
 import time
@@ -87,6 +88,9 @@ SETTINGS_NAMES = {
     "lrs_password": "XAPI_LRS_PWD",
 }
 XAPI_VERSION = "1.0.3"
+# The system's CA bundle, as Debian and Red Hat build it (with a site's own CAs), which the worker's delivery
+# verifies the LRS against too: requests alone would use certifi's list.
+SYSTEM_CA_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 # The probe's lookups: 50 ms apart at first (a fine latency), then twice as far apart each time, up to 1 s.
 PROBE_POLL_FIRST = 0.05
 PROBE_POLL_MAX = 1.0
@@ -94,6 +98,19 @@ PROBE_POLL_MAX = 1.0
 
 def ms(seconds):
     return round(seconds * 1000.0, 1)
+
+
+def lrs_verify(params, candidates=SYSTEM_CA_FILES):
+    """requests' verify for the LRS: False (validate_certs off), lrs_ca_file, else the system's CA bundle, else
+    True (requests' own list), as the worker's delivery does."""
+    if not params["validate_certs"]:
+        return False
+    if params.get("lrs_ca_file"):
+        return params["lrs_ca_file"]
+    for path in candidates:
+        if os.path.isfile(path):
+            return path
+    return True
 
 
 def load_pod_settings(path):
@@ -261,7 +278,7 @@ class Checker(object):
             auth=(self.p["lrs_login"] or "", self.p["lrs_password"] or ""),
             headers={"X-Experience-API-Version": XAPI_VERSION, "Accept": "application/json"},
             timeout=self.p["timeout"],
-            verify=self.p["validate_certs"],
+            verify=lrs_verify(self.p),
             allow_redirects=False,
         )
 
@@ -274,7 +291,7 @@ class Checker(object):
             auth=(self.p["lrs_login"] or "", self.p["lrs_password"] or ""),
             headers={"X-Experience-API-Version": XAPI_VERSION, "Accept": "application/json"},
             timeout=self.p["timeout"],
-            verify=self.p["validate_certs"],
+            verify=lrs_verify(self.p),
             allow_redirects=False,
         )
 
@@ -426,6 +443,9 @@ def prepare(params):
     secrets = [secret for secret in secrets if secret]
     if not params["lrs_url"]:
         raise CheckInputError("lrs_url is empty (option lrs_url, or XAPI_LRS_URL in settings_path)", settings_used)
+    if params.get("validate_certs") and params.get("lrs_ca_file") and not os.path.isfile(params["lrs_ca_file"]):
+        raise CheckInputError("lrs_ca_file %s does not exist: the LRS's certificate cannot be verified against it"
+                              % params["lrs_ca_file"], settings_used)
     for option in ("probe_timeout", "timeout", "inspect_timeout"):
         if params[option] <= 0:
             raise CheckInputError("%s must be greater than 0, got %s" % (option, format_seconds(params[option])),

@@ -164,6 +164,13 @@ options:
     description: Verify the LRS's TLS certificate.
     type: bool
     default: true
+  lrs_ca_file:
+    description:
+      - A CA file (PEM) to verify the LRS's TLS certificate against, for example a university's own CA.
+      - When not set, the system's CA store (C(/etc/ssl/certs/ca-certificates.crt) on Debian) when it exists,
+        else the list of the Python library requests (certifi), which lacks a site's own CA.
+      - Ignored when O(validate_certs=false). A file that does not exist fails the module.
+    type: path
 notes:
   - C(changed) is V(true) only when the module enqueued a probe statement, since a probe adds one
     statement to the LRS. Without a probe (O(probe=false), check mode, or a broken link) it is V(false).
@@ -374,6 +381,7 @@ def main():
             timeout=dict(type="float", default=5.0),
             inspect_timeout=dict(type="float", default=1.0),
             validate_certs=dict(type="bool", default=True),
+            lrs_ca_file=dict(type="path"),
         ),
         supports_check_mode=True,
     )

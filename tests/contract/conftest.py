@@ -13,6 +13,7 @@ next to it, on the libraries of the virtualenv that scripts/setup.sh builds from
 
 from __future__ import annotations
 
+import collections
 import http.server
 import json
 import os
@@ -178,6 +179,104 @@ def lrs():
     server.close()
 
 
+class KeepAliveLRS:
+    """An LRS over HTTP/1.1 that keeps its connections alive, as a real one does, and counts.
+
+    It counts the TCP connections it accepted (over TLS: those whose handshake passed) and the POSTs,
+    stores each statement's id (STORED: id -> times stored), and answers 200, or the statuses that
+    ANSWERS lists for an id first, one a POST (0: close the connection without an answer, the
+    statement not stored). With CLOSE_AFTER, it closes each connection after that many requests,
+    saying so (Connection: close) or, SILENT, not. TLS: an ssl.SSLContext for the server's side.
+    """
+
+    def __init__(self, close_after=0, silent=False, tls=None):
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.posts = 0
+        self.stored = collections.Counter()
+        self.answers = {}
+        self.requests = []  # (method, path, Authorization, Content-Type, body) of each request answered
+        self.locations = {}  # status -> the Location of a 3xx
+        self.close_after, self.silent = close_after, silent
+        lrs = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                super().setup()
+                self.served = 0
+                with lrs.lock:
+                    lrs.connections += 1
+
+            def do_GET(self):
+                self.answer(200, b"[]")
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                statement = json.loads(body or b"{}")
+                sid = statement.get("id") if isinstance(statement, dict) else None
+                with lrs.lock:
+                    lrs.posts += 1
+                    script = lrs.answers.get(sid) or []
+                    status = script.pop(0) if script else 200
+                    if status == 200:
+                        lrs.stored[sid] += 1
+                if status == 0:
+                    self.close_connection = True
+                    return
+                location = lrs.locations.get(status) if 300 <= status < 400 else None
+                self.answer(status, json.dumps([sid]).encode(), location, body)
+
+            def answer(self, status, payload, location=None, body=b""):
+                with lrs.lock:
+                    lrs.requests.append((self.command, self.path, self.headers.get("Authorization"),
+                                         self.headers.get("Content-Type"), body))
+                self.served += 1
+                close = bool(lrs.close_after) and self.served >= lrs.close_after
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                if location:
+                    self.send_header("Location", location)
+                if close and not lrs.silent:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(payload)
+                if close:
+                    self.close_connection = True
+
+            def log_message(self, *args):
+                return None
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.url = "%s://127.0.0.1:%d/xAPI/statements" % ("https" if tls else "http", self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def keepalive_lrs():
+    """keepalive_lrs(**options): a KeepAliveLRS, stopped at the end of the test."""
+    servers = []
+
+    def start(**options):
+        server = KeepAliveLRS(**options)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
 def _ansible_bool(value):
     return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on", "y")
 
@@ -186,8 +285,12 @@ def render_config(destination, broker_url, **overrides):
     """The role's xapi_celeryconfig.py, rendered with the role's defaults, in DESTINATION."""
     defaults = yaml.safe_load(DEFAULTS.read_text())
     variables = {name: value for name, value in defaults.items() if not (isinstance(value, str) and "{{" in value)}
-    variables.update(ansible_managed="Ansible managed (contract test)", worker_broker_url=broker_url, **overrides)
-    environment = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined, keep_trailing_newline=True)
+    # The defaults mapped from site-wide variables, as an inventory without them gets them.
+    variables.update(ansible_managed="Ansible managed (contract test)", worker_broker_url=broker_url, worker_lrs_ca_file="")
+    variables.update(overrides)
+    # As Ansible's template module renders it (trim_blocks).
+    environment = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined, keep_trailing_newline=True,
+                              trim_blocks=True)
     environment.filters.update(bool=_ansible_bool, to_json=json.dumps)
     environment.tests["match"] = lambda value, pattern: re.match(pattern, value) is not None
     text = environment.get_template("xapi_celeryconfig.py.j2").render(**variables)
@@ -222,9 +325,13 @@ class Site:
             env["XAPI_WORKER_NODE"] = node
         return env
 
-    def python(self, code, node=None, timeout=60):
-        """Run CODE with Pod's app importable, as the node's unit would; the finished process."""
-        return subprocess.run([sys.executable, "-c", code], env=self.env(node), cwd=str(self.pod), text=True,
+    def python(self, code, node=None, timeout=60, frontal=False):
+        """Run CODE with Pod's app importable, as the node's unit would (FRONTAL: without the worker's Celery
+        config module, as Pod's frontal); the finished process."""
+        env = self.env(node)
+        if frontal:
+            del env["CELERY_CONFIG_MODULE"]
+        return subprocess.run([sys.executable, "-c", code], env=env, cwd=str(self.pod), text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, check=False)
 
     def restore_unacked(self, node):
@@ -233,17 +340,18 @@ class Site:
                               cwd=str(self.pod), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               timeout=60, check=False)
 
-    def enqueue(self, ids):
+    def enqueue(self, ids, frontal=False):
         """Pod's frontal: one statement per id through Pod's task (its app, its routes)."""
         done = self.python("import sys\nfrom pod.xapi.xapi_tasks import send_xapi_statement_task as task\n"
-                           "for sid in sys.argv[1:] or %r:\n    task.delay({'id': sid, 'verb': {}})\n" % (list(ids),))
+                           "for sid in sys.argv[1:] or %r:\n    task.delay({'id': sid, 'verb': {}})\n" % (list(ids),),
+                           frontal=frontal)
         assert done.returncode == 0, done.stdout
 
-    def worker(self, node, *options):
+    def worker(self, node, *options, pool="threads"):
         """A node as its unit starts it (threads pool, the role's defaults), in a session of its own."""
         log = self.logs / ("%s-%d.log" % (node, len(self.processes)))
         command = [sys.executable, "-m", "celery", "--app=pod.xapi.xapi_tasks", "--workdir=%s" % self.pod, "worker",
-                   "--hostname=%s" % node, "-Q", QUEUE, "--pool=threads", "--concurrency=2", "--prefetch-multiplier=1",
+                   "--hostname=%s" % node, "-Q", QUEUE, "--pool=%s" % pool, "--concurrency=2", "--prefetch-multiplier=1",
                    "--loglevel=INFO", *options]
         with open(log, "w") as out:
             process = subprocess.Popen(command, env=self.env(node), cwd=str(self.pod), stdout=out,

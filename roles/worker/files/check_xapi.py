@@ -85,6 +85,9 @@ def parser():
                    help="how long the LRS may take to store the probe (default: %(default)s)")
     p.add_argument("--validate-certs", action=argparse.BooleanOptionalAction, default=True,
                    help="verify the LRS's TLS certificate (default: yes)")
+    p.add_argument("--lrs-ca-file", default=None, metavar="PATH",
+                   help="the CA file (PEM) to verify the LRS's certificate against (default: the system's CA store, "
+                        "/etc/ssl/certs/ca-certificates.crt, when it exists, else requests' own list)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="after the first line, one line a link (Nagios' long output)")
     return p
@@ -127,6 +130,7 @@ def check_params(args):
         "timeout": args.timeout,
         "inspect_timeout": args.inspect_timeout,
         "validate_certs": args.validate_certs,
+        "lrs_ca_file": args.lrs_ca_file or None,
     }
 
 

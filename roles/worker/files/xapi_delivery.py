@@ -1,12 +1,17 @@
-"""Delivery of Esup-Pod's xAPI statements (role esup_pod.xapi.worker): hooks and an admin command.
+"""Delivery of Esup-Pod's xAPI statements (role esup_pod.xapi.worker): Pod's task annotated, a transport, a command.
 
 The role installs this module next to the Celery config module xapi_celeryconfig, on the worker's
-PYTHONPATH. Pod's code is unchanged. install() hooks one name: ``requests`` inside the module of
-Pod's task, and in it only the POST to the LRS that Pod itself is configured with (its
-XAPI_LRS_URL). Every other request of the process is left alone. The LRS's answer decides:
+PYTHONPATH. Pod's code is unchanged, and nothing in Pod's modules is replaced. The config module
+annotates Pod's task (task_annotations, "@run": deliver), which Celery supports: Celery wraps the
+task's run with deliver() when it binds the task, at the node's start, and its autoretry wraps the
+result. The node then runs the worker's own delivery instead of Pod's POST, with Pod's contract: the
+statement as JSON to Pod's XAPI_LRS_URL, with XAPI_LRS_LOGIN and XAPI_LRS_PWD as HTTP basic auth, all
+read from Pod's task module; Pod's "statement id: ..." line on Pod's logger. Each thread keeps one
+requests.Session, whose connection to the LRS stays open between statements; the LRS's certificate is
+verified against the system's CA store, or the role's worker_lrs_ca_file. The LRS's answer decides:
 
 - 2xx: delivered. 409 (the LRS already holds a statement with this id, after a redelivery):
-  delivered too, logged, and shown to Pod as a 200 so that Pod logs no error.
+  delivered too, and logged.
 - 3xx: never followed (a POST sent on through a redirect arrives as a GET, without its statement);
   logged with its Location, and retried like the next ones.
 - 5xx, 429, 408, 425, 401, 403: the answer can change later (a proxy in maintenance, rotated
@@ -31,6 +36,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from urllib.parse import urljoin
 
@@ -54,6 +60,10 @@ REPLAY_HEADER = "xapi_dead_letter_attempts"
 
 DELIVERED, RETRY, DEAD = "delivered", "retry", "dead-letter"
 RETRY_STATUSES = frozenset((401, 403, 408, 425, 429))
+DEFAULT_TIMEOUT = 20
+# The system's CA bundle, as Debian and Red Hat build it (with the site's own CAs): requests alone would
+# use certifi's list.
+SYSTEM_CA_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
 
 def verdict(status):
@@ -133,54 +143,173 @@ class DeadLetterError(Exception):
     """A refused statement could not be kept in the dead-letter list: the task retries."""
 
 
-# The hook ----------------------------------------------------------------------------------------
-class LRSRequests:
-    """Stands for the ``requests`` module inside Pod's task module only.
+# The delivery -------------------------------------------------------------------------------------
+class PodSettingsError(RuntimeError):
+    """Pod's task module gives no LRS to deliver to: the node does not start (or, should the module
+    only be found when a statement runs, the statement is retried)."""
 
-    post() to the configured LRS URL gets a timeout when Pod gives none, and its answer is judged
-    by verdict(); every other attribute and request goes to the real module unchanged.
+
+# Each thread's session: its kept-alive connection to the LRS serves the thread's next statements.
+# A session is not shared between threads; the pid tells a forked pool process from its parent.
+_LOCAL = threading.local()
+
+
+def lrs_session():
+    """This thread's requests.Session."""
+    session = getattr(_LOCAL, "session", None)
+    if session is None or getattr(_LOCAL, "pid", None) != os.getpid():
+        import requests
+
+        session = requests.Session()
+        _LOCAL.session, _LOCAL.pid = session, os.getpid()
+    return session
+
+
+def system_ca_file(candidates=SYSTEM_CA_FILES):
+    """The system's CA bundle (the one update-ca-certificates builds, with a site's own CAs), or None."""
+    for path in candidates:
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+def lrs_verify(validate_certs=True, ca_file=""):
+    """What the session verifies the LRS's certificate with: False, a CA file, or True (requests' own list,
+    when the system has no bundle). A CA file that is not there stops the node here, at start, rather than
+    failing every statement later."""
+    if not validate_certs:
+        return False
+    if ca_file:
+        if not os.path.isfile(ca_file):
+            raise PodSettingsError("the LRS's CA file %s (worker_lrs_ca_file) does not exist" % ca_file)
+        return ca_file
+    return system_ca_file() or True
+
+
+def pod_settings(module):
+    """(XAPI_LRS_URL, XAPI_LRS_LOGIN, XAPI_LRS_PWD) as Pod's task module read them from Pod's settings."""
+    name = getattr(module, "__name__", TASK_NAME.rsplit(".", 1)[0])
+    url = getattr(module, "XAPI_LRS_URL", None)
+    if not isinstance(url, str) or not url:
+        raise PodSettingsError("%s has no XAPI_LRS_URL to deliver the statements to: set it in Pod's "
+                               "settings_local.py (xapi_lrs_url)" % name)
+    return url, getattr(module, "XAPI_LRS_LOGIN", "") or "", getattr(module, "XAPI_LRS_PWD", "") or ""
+
+
+def pod_logger(module):
+    """The logger of Pod's task module, where Pod logs "statement id: ..."."""
+    log = getattr(module, "log", None)
+    return log if isinstance(log, logging.Logger) else logging.getLogger(getattr(module, "__name__", "pod"))
+
+
+def _attempts(request):
+    """How many times the statement was refused before, plus this one (the replay header)."""
+    headers = getattr(request, "headers", None) or {}
+    previous = getattr(request, REPLAY_HEADER, None) or (
+        headers.get(REPLAY_HEADER) if isinstance(headers, dict) else None)
+    return int(previous) + 1 if previous else 1
+
+
+def keep_dead_letter(task, statement, status, text, key=DEAD_LETTER_KEY):
+    """Push a refused statement to the dead-letter list on the broker; DeadLetterError when it cannot."""
+    request = getattr(task, "request", None)
+    record = dead_letter_record(statement, status, text, getattr(request, "id", None),
+                                getattr(request, "hostname", None), _attempts(request))
+    try:
+        _push_dead_letter(task.app, key, record)
+    except Exception as error:  # the broker is unreachable or full: do not lose it
+        raise DeadLetterError("statement %s refused by the LRS (HTTP %s) could not be kept in %s: %s"
+                              % (statement_id(statement), status, key, error)) from error
+    LOG.error("LRS refused statement %s (HTTP %s: %s): kept in the dead-letter list %s, not retried",
+              statement_id(statement), status, excerpt(text, 200), key)
+
+
+def post_statement(session, settings, statement, timeout=DEFAULT_TIMEOUT, verify=True):
+    """POST one statement as Pod's task does (JSON, HTTP basic auth), with a timeout and no redirect followed."""
+    url, login, password = settings
+    try:
+        return session.post(url, json=statement, auth=(login, password), timeout=timeout,
+                            allow_redirects=False, verify=verify)
+    except OSError as error:
+        if isinstance(error, _request_errors()):
+            raise
+        # Not one of requests' errors (a CA file that went away), which the autoretry would not catch: the
+        # statement would be acknowledged as failed, and lost.
+        raise LRSTemporaryError("statement %s not sent: %s: %s" % (
+            statement_id(statement), type(error).__name__, excerpt(str(error), 200))) from error
+
+
+def _request_errors():
+    try:
+        from requests.exceptions import RequestException
+    except ImportError:  # only the unit tests run without requests
+        return ()
+    return RequestException
+
+
+def judge(answer, statement, url, on_dead_letter, pod_log):
+    """What the LRS's ANSWER means for STATEMENT: returns when delivered or kept as a dead letter
+    (ON_DEAD_LETTER(statement, status, text)), raises LRSTemporaryError when it must be retried."""
+    status = answer.status_code
+    outcome = verdict(status)
+    if 300 <= status < 400:
+        location = answer.headers.get("Location")
+        target = redact(urljoin(url, location)) if location else "no Location"
+        LOG.error("LRS redirected statement %s (HTTP %s) to %s: kept and retried, never sent there; set "
+                  "XAPI_LRS_URL to that URL (xapi_lrs_url)", statement_id(statement), status, target)
+        raise LRSTemporaryError("LRS redirected statement %s (HTTP %s) to %s: retried later" % (
+            statement_id(statement), status, target))
+    if outcome == RETRY:
+        if status in (401, 403):
+            LOG.error("LRS refused the worker's credentials (HTTP %s) for statement %s: kept and "
+                      "retried; check XAPI_LRS_LOGIN and XAPI_LRS_PWD against the LRS's accounts",
+                      status, statement_id(statement))
+        raise LRSTemporaryError("LRS answered HTTP %s for statement %s: retried later (%s)" % (
+            status, statement_id(statement), excerpt(answer.text, 200)))
+    if outcome == DEAD:
+        on_dead_letter(statement, status, answer.text)
+        # Pod's own line for an answer other than 200.
+        pod_log.error("Error during sending statement: %s", answer.text)
+        return outcome
+    if status == 200:
+        pod_log.info("statement id: %s", answer.text)
+    else:
+        LOG.info("statement %s already stored or accepted by the LRS (HTTP %s): delivered",
+                 statement_id(statement), status)
+        pod_log.info("statement id: %s", json.dumps([statement_id(statement)]))
+    return outcome
+
+
+def deliver(run):
+    """Around the run of Pod's task (task annotation "@run"): the worker's own delivery instead of Pod's POST.
+
+    The same contract as Pod's task: the statement is posted as JSON to Pod's XAPI_LRS_URL with HTTP basic
+    auth (XAPI_LRS_LOGIN, XAPI_LRS_PWD), read from Pod's task module (Pod's own settings), and Pod's logger
+    says "statement id: <answer>"; then the LRS's answer is judged by verdict(). Pod's module is read, never
+    changed. Its settings are checked when Celery binds the task, at the node's start: without an
+    XAPI_LRS_URL the node does not start (PodSettingsError). The task's annotations set xapi_lrs_timeout,
+    xapi_lrs_verify and xapi_dead_letter_key.
     """
+    module_name = getattr(run, "__module__", None) or TASK_NAME.rsplit(".", 1)[0]
+    if module_name in sys.modules:
+        pod_settings(sys.modules[module_name])
 
-    def __init__(self, real, lrs_url, timeout, on_dead_letter):
-        self._real = real
-        self._lrs_url = lrs_url
-        self._timeout = timeout
-        self._on_dead_letter = on_dead_letter
+    def delivery(task, statement):
+        module = sys.modules.get(module_name)
+        if module is None:
+            raise PodSettingsError("the module of %s, %s, is not loaded: retried later" % (TASK_NAME, module_name))
+        settings = pod_settings(module)
+        verify = getattr(task, "xapi_lrs_verify", None)
+        answer = post_statement(lrs_session(), settings, statement, getattr(task, "xapi_lrs_timeout", DEFAULT_TIMEOUT),
+                                lrs_verify() if verify is None else verify)
 
-    def __getattr__(self, name):
-        return getattr(self._real, name)
+        def dead_letter(refused, status, text):
+            keep_dead_letter(task, refused, status, text, getattr(task, "xapi_dead_letter_key", DEAD_LETTER_KEY))
 
-    def post(self, url, *args, **kwargs):
-        if url != self._lrs_url:
-            return self._real.post(url, *args, **kwargs)
-        if kwargs.get("timeout") is None and self._timeout:
-            kwargs["timeout"] = self._timeout
-        kwargs["allow_redirects"] = False
-        answer = self._real.post(url, *args, **kwargs)
-        statement = kwargs.get("json")
-        outcome = verdict(answer.status_code)
-        if 300 <= answer.status_code < 400:
-            target = redact(urljoin(url, answer.headers.get("Location") or "")) if answer.headers.get("Location") else "no Location"
-            LOG.error("LRS redirected statement %s (HTTP %s) to %s: kept and retried, never sent there; set "
-                      "XAPI_LRS_URL to that URL (xapi_lrs_url)", statement_id(statement), answer.status_code, target)
-            raise LRSTemporaryError("LRS redirected statement %s (HTTP %s) to %s: retried later" % (
-                statement_id(statement), answer.status_code, target))
-        if outcome == RETRY:
-            if answer.status_code in (401, 403):
-                LOG.error("LRS refused the worker's credentials (HTTP %s) for statement %s: kept and "
-                          "retried; check XAPI_LRS_LOGIN and XAPI_LRS_PWD against the LRS's accounts",
-                          answer.status_code, statement_id(statement))
-            raise LRSTemporaryError("LRS answered HTTP %s for statement %s: retried later (%s)" % (
-                answer.status_code, statement_id(statement), excerpt(answer.text, 200)))
-        if outcome == DEAD:
-            self._on_dead_letter(statement, answer.status_code, answer.text)
-            return answer
-        if answer.status_code != 200:
-            LOG.info("statement %s already stored or accepted by the LRS (HTTP %s): delivered",
-                     statement_id(statement), answer.status_code)
-            answer.status_code = 200
-            answer._content = json.dumps([statement_id(statement)]).encode()  # pylint: disable=protected-access
-        return answer
+        judge(answer, statement, settings[0], dead_letter, pod_logger(module))
+
+    delivery.__doc__ = run.__doc__
+    return delivery
 
 
 def _connect(app):
@@ -193,54 +322,6 @@ def _connect(app):
 def _push_dead_letter(app, key, record):
     with _connect(app) as connection:
         connection.default_channel.client.lpush(key, record)
-
-
-def install(task_name=TASK_NAME, timeout=None, dead_letter_key=DEAD_LETTER_KEY):
-    """Hook Pod's task when it first runs in a process (Celery's task_prerun signal)."""
-    from celery import current_task, signals
-
-    def on_dead_letter(app):
-        def keep(statement, status, text):
-            request = getattr(current_task, "request", None)
-            headers = getattr(request, "headers", None) or {}
-            previous = getattr(request, REPLAY_HEADER, None) or (
-                headers.get(REPLAY_HEADER) if isinstance(headers, dict) else None)
-            attempts = int(previous) + 1 if previous else 1
-            record = dead_letter_record(statement, status, text, getattr(request, "id", None),
-                                        getattr(request, "hostname", None), attempts)
-            try:
-                _push_dead_letter(app, dead_letter_key, record)
-            except Exception as error:  # the broker is unreachable or full: do not lose it
-                raise DeadLetterError("statement %s refused by the LRS (HTTP %s) could not be kept in %s: %s"
-                                      % (statement_id(statement), status, dead_letter_key, error)) from error
-            LOG.error("LRS refused statement %s (HTTP %s: %s): kept in the dead-letter list %s, not retried",
-                      statement_id(statement), status, excerpt(text, 200), dead_letter_key)
-        return keep
-
-    def hook(sender=None, **_):
-        if getattr(sender, "name", None) != task_name:
-            return
-        # The task's own module (Pod's pod.xapi.xapi_tasks): its functions read their globals there.
-        # (sender.run may be Celery's autoretry wrapper, which keeps the function's __module__.)
-        module = sys.modules.get(getattr(getattr(sender, "run", None), "__module__", None) or "")
-        if module is None:
-            module = sys.modules.get(task_name.rsplit(".", 1)[0])
-        if module is None:
-            LOG.warning("the module of %s is not loaded: its requests are not hooked", task_name)
-            return
-        module_globals = vars(module)
-        real = module_globals.get("requests")
-        if real is None or isinstance(real, LRSRequests):
-            return
-        lrs_url = module_globals.get("XAPI_LRS_URL")
-        if not isinstance(lrs_url, str) or not lrs_url:
-            LOG.warning("%s has no XAPI_LRS_URL: its requests are not hooked", module.__name__)
-            return
-        module_globals["requests"] = LRSRequests(real, lrs_url, timeout, on_dead_letter(sender.app))
-        LOG.info("delivery hooks on %s: its POST to XAPI_LRS_URL is judged by the LRS's answer", module.__name__)
-
-    signals.task_prerun.connect(hook, weak=False)
-    return hook
 
 
 def keep_when_retry_fails(retry):
@@ -428,7 +509,7 @@ def quiet_statement_logs():
 
     They cost the node about a fifth of its CPU time (measured on the lab: 3.0 against 2.4 ms of CPU
     per statement) and fill the log at the LRS's rate in a burst. Everything else is still logged:
-    the node's start, connection and hooks, each retry (Celery's "Task ... retry: Retry in ...", at
+    the node's start and connection, each retry (Celery's "Task ... retry: Retry in ...", at
     INFO), every warning and error.
     """
     from celery import signals

@@ -113,6 +113,26 @@ def test_healthy(capfd, fake, settings):
     assert BROKER_SECRET in fake.instances[0].secrets and LRS_SECRET in fake.instances[0].secrets
 
 
+def test_the_lrs_ca_file_goes_to_the_checks(capfd, fake, settings, tmp_path):
+    ca_file = tmp_path / "university-ca.pem"
+    ca_file.write_text("PEM")
+    state, _lines = command(capfd, "--settings", str(settings), "--lrs-ca-file", str(ca_file))
+    assert state == 0
+    assert fake.instances[0].params["lrs_ca_file"] == str(ca_file) and fake.instances[0].params["validate_certs"] is True
+    command(capfd, "--settings", str(settings), "--no-validate-certs")
+    # Not given: the checks' default, the system's CA store.
+    assert fake.instances[1].params["lrs_ca_file"] is None and fake.instances[1].params["validate_certs"] is False
+
+
+def test_a_missing_lrs_ca_file_is_unknown(capfd, monkeypatch, settings, tmp_path):
+    monkeypatch.setattr(checks_io, "missing_libraries", lambda: [])
+    monkeypatch.setattr(check_xapi, "load_library", lambda: (xc, checks_io))
+    state, lines = command(capfd, "--settings", str(settings), "--lrs-ca-file", str(tmp_path / "absent.pem"))
+    assert state == 3
+    assert lines == ["XAPI UNKNOWN - lrs_ca_file %s does not exist: the LRS's certificate cannot be verified against it"
+                     % (tmp_path / "absent.pem")]
+
+
 def test_the_last_option_wins_over_the_wrappers(capfd, fake, settings):
     fake.behaviour = {"result": {"backlog": 5}}
     state, lines = command(capfd, "--settings", str(settings), "--warning-backlog", "100", "--critical-backlog",

@@ -5,9 +5,10 @@
 """The pure logic of the worker's delivery hooks (roles/worker/files/xapi_delivery.py).
 
 What an LRS answer means for a statement, the per-node broker keys, the dead-letter record, the
-stand-in for `requests` inside Pod's task, and how the worker's kombu transport is built and named.
-The transport runs against a real Redis in tests/contract; the hooks run for real on the lab's
-worker (molecule/default/tests/test_faults.py).
+delivery that Pod's task is annotated with (Pod's settings read, its module never changed, each
+thread's session, the CA the LRS is verified against), and how the worker's kombu transport is built
+and named. The transport and the delivery run against a real Redis, real Celery nodes and a real HTTP
+LRS in tests/contract, and on the lab's worker (molecule/default/tests/test_faults.py).
 """
 
 from __future__ import annotations
@@ -117,44 +118,58 @@ class Answer(object):
     def __init__(self, status, text="[]", headers=None):
         self.status_code = status
         self.text = text
-        self._content = text.encode()
         self.headers = headers or {}
 
 
-class Real(object):
-    """Stands for the requests module: records the calls, answers STATUS."""
+class Session(object):
+    """Stands for a requests.Session: records the POSTs, answers STATUS."""
 
-    def __init__(self, status, headers=None):
-        self.status = status
-        self.headers = headers
+    def __init__(self, status, headers=None, text='{"detail": "nope"}'):
+        self.status, self.headers, self.text = status, headers, text
         self.calls = []
-        self.codes = types.SimpleNamespace(ok=200)
 
-    def post(self, url, *args, **kwargs):
+    def post(self, url, **kwargs):
         self.calls.append((url, kwargs))
-        return Answer(self.status, '{"detail": "nope"}', self.headers)
+        return Answer(self.status, self.text, self.headers)
 
 
-def hooked(status, timeout=20, headers=None):
+SETTINGS = (LRS_URL, "pod", "secret")
+POD_LOG = xapi_delivery.logging.getLogger("pod.xapi.xapi_tasks")
+
+
+def judged(status, headers=None, text='{"detail": "nope"}'):
+    """(outcome, what was kept as a dead letter) of one answer."""
     kept = []
-    real = Real(status, headers)
-    proxy = xapi_delivery.LRSRequests(real, LRS_URL, timeout, lambda *args: kept.append(args))
-    return real, proxy, kept
+    outcome = xapi_delivery.judge(Answer(status, text, headers), {"id": "a"}, LRS_URL, lambda *args: kept.append(args), POD_LOG)
+    return outcome, kept
 
 
-def test_only_the_post_to_the_configured_lrs_is_judged():
-    real, proxy, kept = hooked(503)
-    answer = proxy.post("http://elsewhere/api", json={"id": "a"})
-    assert answer.status_code == 503 and kept == []
-    assert real.calls == [("http://elsewhere/api", {"json": {"id": "a"}})]
-    assert proxy.codes.ok == 200  # every other attribute is the real module's
+def test_the_statement_is_posted_as_pods_task_posts_it_with_a_timeout_and_no_redirect_followed():
+    session = Session(200)
+    xapi_delivery.post_statement(session, SETTINGS, {"id": "a"}, 20, "/etc/ssl/lrs-ca.pem")
+    # Pod's contract (JSON, basic auth: requests turns the pair into HTTPBasicAuth), and the worker's own.
+    assert session.calls == [(LRS_URL, {"json": {"id": "a"}, "auth": ("pod", "secret"), "timeout": 20,
+                                        "allow_redirects": False, "verify": "/etc/ssl/lrs-ca.pem"})]
 
 
-def test_a_temporary_answer_raises_for_the_autoretry_and_gets_a_timeout():
-    real, proxy, kept = hooked(503)
+def test_an_error_that_is_not_requests_own_is_retried_naming_it():
+    class Broken(Session):
+        def post(self, url, **kwargs):
+            raise OSError("Could not find a suitable TLS CA certificate bundle, invalid path: /gone.pem")
+
+    with pytest.raises(xapi_delivery.LRSTemporaryError, match="statement a not sent: OSError: Could not find"):
+        xapi_delivery.post_statement(Broken(200), SETTINGS, {"id": "a"})
+
+
+def test_a_temporary_answer_raises_for_the_autoretry():
     with pytest.raises(xapi_delivery.LRSTemporaryError, match="HTTP 503 for statement a"):
-        proxy.post(LRS_URL, json={"id": "a"})
-    assert real.calls[0][1]["timeout"] == 20 and kept == []
+        judged(503)
+
+
+def test_refused_credentials_are_named_and_retried(caplog):
+    with caplog.at_level("ERROR", logger="xapi_delivery"), pytest.raises(xapi_delivery.LRSTemporaryError):
+        judged(401)
+    assert "LRS refused the worker's credentials (HTTP 401) for statement a: kept and retried" in caplog.text
 
 
 @pytest.mark.parametrize("status, location, named", [
@@ -162,20 +177,160 @@ def test_a_temporary_answer_raises_for_the_autoretry_and_gets_a_timeout():
     (302, "https://u:secret@sso.example.org/login", "https://u:********@sso.example.org/login"),
     (308, "https://lrs:8443/xAPI/statements/", "https://lrs:8443/xAPI/statements/"),
 ])
-def test_a_redirect_is_never_followed_and_is_retried_naming_its_target(caplog, status, location, named):
-    real, proxy, kept = hooked(status, headers={"Location": location})
+def test_a_redirect_is_retried_naming_its_target(caplog, status, location, named):
     with caplog.at_level("ERROR", logger="xapi_delivery"):
         with pytest.raises(xapi_delivery.LRSTemporaryError, match="HTTP %s\\) to %s" % (status, re.escape(named))):
-            proxy.post(LRS_URL, json={"id": "a"})
-    assert real.calls[0][1]["allow_redirects"] is False and kept == []
-    assert named in caplog.text and "set XAPI_LRS_URL to that URL" in caplog.text
+            judged(status, headers={"Location": location})
+    assert "LRS redirected statement a (HTTP %s) to %s: kept and retried, never sent there; set XAPI_LRS_URL to that URL " \
+           "(xapi_lrs_url)" % (status, named) in caplog.text
     assert "secret" not in caplog.text
 
 
-def test_a_stored_statement_is_posted_without_following_redirects():
-    real, proxy, _kept = hooked(200)
-    proxy.post(LRS_URL, json={"id": "a"}, allow_redirects=True)
-    assert real.calls[0][1]["allow_redirects"] is False
+def test_a_stored_statement_gets_pods_own_line_on_pods_logger(caplog):
+    with caplog.at_level("INFO"):
+        outcome, kept = judged(200, text='["a"]')
+    assert outcome == xapi_delivery.DELIVERED and kept == []
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [("pod.xapi.xapi_tasks", 'statement id: ["a"]')]
+
+
+@pytest.mark.parametrize("status", [204, 409])
+def test_a_conflict_or_another_2xx_is_delivered_and_logged(caplog, status):
+    with caplog.at_level("INFO"):
+        outcome, kept = judged(status, text="")
+    assert outcome == xapi_delivery.DELIVERED and kept == []
+    assert ("xapi_delivery", "statement a already stored or accepted by the LRS (HTTP %s): delivered" % status) in [
+        (r.name, r.getMessage()) for r in caplog.records]
+
+
+def test_a_refused_statement_is_kept_and_pod_logs_its_error(caplog):
+    with caplog.at_level("INFO"):
+        outcome, kept = judged(400)
+    assert outcome == xapi_delivery.DEAD
+    assert kept == [({"id": "a"}, 400, '{"detail": "nope"}')]
+    assert ("pod.xapi.xapi_tasks", 'Error during sending statement: {"detail": "nope"}') in [
+        (r.name, r.getMessage()) for r in caplog.records]
+
+
+def pod_module(monkeypatch, name="fakepod.xapi_tasks", **settings):
+    module = types.ModuleType(name)
+    module.__dict__.update(settings)
+    monkeypatch.setitem(__import__("sys").modules, name, module)
+
+    def send_xapi_statement_task(statement):
+        raise AssertionError("Pod's own function is never called: %r" % statement)
+
+    send_xapi_statement_task.__module__ = name
+    module.send_xapi_statement_task = send_xapi_statement_task
+    return module, send_xapi_statement_task
+
+
+@pytest.mark.parametrize("settings", [{}, {"XAPI_LRS_URL": ""}, {"XAPI_LRS_URL": None}])
+def test_pods_module_without_an_lrs_url_is_refused_when_celery_binds_the_task(monkeypatch, settings):
+    _module, run = pod_module(monkeypatch, **settings)
+    refused = "^fakepod.xapi_tasks has no XAPI_LRS_URL to deliver the statements to: set it in Pod's settings_local.py"
+    with pytest.raises(xapi_delivery.PodSettingsError, match=refused):
+        xapi_delivery.deliver(run)
+
+
+class Task(object):
+    """Pod's task as Celery annotates it: the annotations' attributes, its request, its app."""
+
+    xapi_lrs_timeout = 7
+    xapi_lrs_verify = "/etc/ssl/lrs-ca.pem"
+    xapi_dead_letter_key = "site.dead"
+    app = object()
+
+    def __init__(self, **request):
+        self.request = types.SimpleNamespace(id="t1", hostname="xapi@encoding", headers=None, **request)
+
+
+def test_the_delivery_reads_pods_settings_and_changes_nothing_in_pods_module(monkeypatch):
+    module, run = pod_module(monkeypatch, XAPI_LRS_URL=LRS_URL, XAPI_LRS_LOGIN="pod", XAPI_LRS_PWD="secret",
+                             requests="Pod's requests")
+    before = dict(vars(module))
+    session = Session(200, text='["a"]')
+    monkeypatch.setattr(xapi_delivery, "lrs_session", lambda: session)
+    delivery = xapi_delivery.deliver(run)
+    assert delivery(Task(), {"id": "a"}) is None
+    assert session.calls == [(LRS_URL, {"json": {"id": "a"}, "auth": ("pod", "secret"), "timeout": 7,
+                                        "allow_redirects": False, "verify": "/etc/ssl/lrs-ca.pem"})]
+    assert vars(module) == before and all(vars(module)[name] is value for name, value in before.items())
+
+
+def test_a_refused_statement_is_pushed_with_its_attempts_from_the_replay_header(monkeypatch):
+    _module, run = pod_module(monkeypatch, XAPI_LRS_URL=LRS_URL)
+    monkeypatch.setattr(xapi_delivery, "lrs_session", lambda: Session(422))
+    pushed = []
+    monkeypatch.setattr(xapi_delivery, "_push_dead_letter", lambda app, key, record: pushed.append((app, key, record)))
+    xapi_delivery.deliver(run)(Task(**{xapi_delivery.REPLAY_HEADER: 2}), {"id": "a"})
+    (app, key, record), = pushed
+    record = json.loads(record)
+    assert app is Task.app and key == "site.dead"
+    assert (record["status"], record["attempts"], record["task_id"], record["node"]) == (422, 3, "t1", "xapi@encoding")
+    headers = types.SimpleNamespace(id="t2", hostname="n", headers={xapi_delivery.REPLAY_HEADER: 1})
+    task = Task()
+    task.request = headers
+    xapi_delivery.deliver(run)(task, {"id": "b"})
+    assert json.loads(pushed[1][2])["attempts"] == 2
+
+
+def test_a_dead_letter_the_broker_refuses_raises_for_the_autoretry(monkeypatch):
+    _module, run = pod_module(monkeypatch, XAPI_LRS_URL=LRS_URL)
+    monkeypatch.setattr(xapi_delivery, "lrs_session", lambda: Session(400))
+
+    def refuse(app, key, record):
+        raise OSError("broker unreachable")
+
+    monkeypatch.setattr(xapi_delivery, "_push_dead_letter", refuse)
+    with pytest.raises(xapi_delivery.DeadLetterError, match="statement a refused by the LRS \\(HTTP 400\\) could not be "
+                                                            "kept in site.dead: broker unreachable"):
+        xapi_delivery.deliver(run)(Task(), {"id": "a"})
+
+
+def test_each_thread_keeps_a_session_of_its_own(monkeypatch):
+    import threading
+
+    class FakeSession(object):
+        pass
+
+    monkeypatch.setitem(__import__("sys").modules, "requests", types.SimpleNamespace(Session=FakeSession))
+    monkeypatch.setattr(xapi_delivery, "_LOCAL", threading.local())
+    mine = xapi_delivery.lrs_session()
+    assert isinstance(mine, FakeSession) and xapi_delivery.lrs_session() is mine
+    theirs = []
+    thread = threading.Thread(target=lambda: theirs.append(xapi_delivery.lrs_session()))
+    thread.start()
+    thread.join()
+    assert isinstance(theirs[0], FakeSession) and theirs[0] is not mine
+    # A pool process forked from this one does not reuse its parent's connection.
+    monkeypatch.setattr(xapi_delivery.os, "getpid", lambda: -1)
+    assert xapi_delivery.lrs_session() is not mine
+
+
+def test_the_lrs_is_verified_against_the_ca_file_the_system_store_or_not_at_all(tmp_path, monkeypatch):
+    ca_file = tmp_path / "university-ca.pem"
+    ca_file.write_text("PEM")
+    assert xapi_delivery.lrs_verify(False, str(tmp_path / "absent.pem")) is False
+    assert xapi_delivery.lrs_verify(True, str(ca_file)) == str(ca_file)
+    with pytest.raises(xapi_delivery.PodSettingsError, match="the LRS's CA file .*absent.pem \\(worker_lrs_ca_file\\) "
+                                                             "does not exist"):
+        xapi_delivery.lrs_verify(True, str(tmp_path / "absent.pem"))
+    assert xapi_delivery.system_ca_file((str(tmp_path / "absent"), str(ca_file))) == str(ca_file)
+    assert xapi_delivery.system_ca_file((str(tmp_path / "absent"),)) is None
+    monkeypatch.setattr(xapi_delivery.system_ca_file, "__defaults__", ((str(ca_file),),))
+    assert xapi_delivery.lrs_verify(True, "") == str(ca_file)
+    # No system store: requests' own list.
+    monkeypatch.setattr(xapi_delivery.system_ca_file, "__defaults__", ((str(tmp_path / "absent"),),))
+    assert xapi_delivery.lrs_verify(True, "") is True
+
+
+def test_the_celery_config_annotates_pods_task_and_swaps_nothing():
+    template = (PATH.parents[1] / "templates" / "xapi_celeryconfig.py.j2").read_text()
+    assert '        "@run": xapi_delivery.deliver,\n' in template
+    assert "xapi_delivery.install(" not in template and not hasattr(xapi_delivery, "install")
+    assert not hasattr(xapi_delivery, "LRSRequests")
+    assert '"xapi_lrs_verify": xapi_delivery.lrs_verify(' in template
+    assert "xapi_delivery.PodSettingsError" in template  # retried, should Pod's module only be found at run time
 
 
 def test_quiet_statement_logs_drops_the_lines_of_each_statement_and_keeps_the_others(monkeypatch):
@@ -217,25 +372,6 @@ def test_quiet_statement_logs_drops_the_lines_of_each_statement_and_keeps_the_ot
         trace_logger.setLevel(saved[2])
         for logger, level in zip(quiet_loggers, saved[0]):
             logger.setLevel(level)
-
-
-def test_a_timeout_given_by_the_caller_wins():
-    real, proxy, _kept = hooked(200)
-    proxy.post(LRS_URL, json={"id": "a"}, timeout=3)
-    assert real.calls[0][1]["timeout"] == 3
-
-
-def test_a_conflict_is_shown_to_pod_as_stored():
-    _real, proxy, kept = hooked(409)
-    answer = proxy.post(LRS_URL, json={"id": "a"})
-    assert answer.status_code == 200 and answer._content == b'["a"]' and kept == []
-
-
-def test_a_refused_statement_is_kept_then_answered_as_is():
-    _real, proxy, kept = hooked(400)
-    answer = proxy.post(LRS_URL, json={"id": "a"})
-    assert answer.status_code == 400
-    assert kept == [({"id": "a"}, 400, '{"detail": "nope"}')]
 
 
 class Broker(object):

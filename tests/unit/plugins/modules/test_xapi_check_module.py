@@ -68,6 +68,7 @@ class Lab(object):
         self.lookups = 0
         self.redis_urls = []
         self.posts = []  # the bodies POSTed to the LRS
+        self.verify = []  # what each request to the LRS verified the certificate with
 
 
 @pytest.fixture
@@ -140,6 +141,7 @@ def lab(monkeypatch):
 
     def post(url, json=None, auth=None, headers=None, timeout=None, verify=True, allow_redirects=True):
         state.posts.append(json)
+        state.verify.append(verify)
         first = answer_first(url, auth, headers, allow_redirects)
         if first is not None:
             return first
@@ -148,6 +150,7 @@ def lab(monkeypatch):
         return Response(200, [statement["id"] for statement in json])
 
     def get(url, params=None, auth=None, headers=None, timeout=None, verify=True, allow_redirects=True):
+        state.verify.append(verify)
         first = answer_first(url, auth, headers, allow_redirects)
         if first is not None:
             return first
@@ -469,3 +472,38 @@ def test_unreadable_dead_letters_fail(capsys, lab):
     lab.errors["llen"] = ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
     result = run(capsys)
     assert result["failed"] is True and result["msg"] == "dead letters xapi.dead-letters unreadable"
+
+
+def test_the_lrss_certificate_is_verified_against_the_system_store_by_default(capsys, lab, tmp_path, monkeypatch):
+    system = tmp_path / "ca-certificates.crt"
+    system.write_text("PEM")
+    monkeypatch.setattr(checks_io.lrs_verify, "__defaults__", ((str(tmp_path / "absent.crt"), str(system)),))
+    result = run(capsys)
+    assert not result.get("failed")
+    # The credentials' POST and the probe's lookups alike: not requests' own list (certifi).
+    assert lab.verify and set(lab.verify) == {str(system)}
+
+
+def test_without_a_system_store_requests_default_is_used(capsys, lab, tmp_path, monkeypatch):
+    monkeypatch.setattr(checks_io.lrs_verify, "__defaults__", ((str(tmp_path / "absent.crt"),),))
+    run(capsys, probe=False)
+    assert lab.verify == [True]
+
+
+def test_lrs_ca_file_is_what_the_lrs_is_verified_against(capsys, lab, tmp_path):
+    ca_file = tmp_path / "university-ca.pem"
+    ca_file.write_text("PEM")
+    result = run(capsys, lrs_ca_file=str(ca_file))
+    assert not result.get("failed") and lab.verify and set(lab.verify) == {str(ca_file)}
+
+
+def test_validate_certs_false_verifies_nothing_whatever_the_ca_file(capsys, lab, tmp_path):
+    result = run(capsys, validate_certs=False, lrs_ca_file=str(tmp_path / "absent.pem"), probe=False)
+    assert not result.get("failed") and lab.verify == [False]
+
+
+def test_a_missing_lrs_ca_file_fails_before_any_request(capsys, lab, tmp_path):
+    result = run(capsys, lrs_ca_file=str(tmp_path / "absent.pem"))
+    assert result["failed"] is True and lab.verify == [] and lab.sent == []
+    assert result["msg"] == ("lrs_ca_file %s does not exist: the LRS's certificate cannot be verified against it"
+                             % (tmp_path / "absent.pem"))

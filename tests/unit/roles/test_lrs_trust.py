@@ -1,0 +1,67 @@
+# -*- coding: utf-8 -*-
+# Copyright: Esup-Pod xAPI collection maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""One trust store for the LRS: worker_lrs_ca_file reaches every place the worker role talks to the LRS.
+
+The worker's delivery (the Celery config module), the preflight's POST, the `check` entry point and the
+monitoring command verify the LRS's certificate against the same file, and the preflight stops on a
+file that is not there before anything changes. The tasks are found by what they do, in whichever task
+file of the role holds them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROLE = Path(__file__).resolve().parents[3] / "roles" / "worker"
+
+
+def tasks():
+    """Every task of the role's task files, blocks opened, in file order: (file name, task)."""
+    found = []
+
+    def walk(name, items):
+        for task in items or []:
+            found.append((name, task))
+            for key in ("block", "rescue", "always"):
+                walk(name, task.get(key))
+
+    for path in sorted((ROLE / "tasks").glob("*.yml")):
+        walk(path.name, yaml.safe_load(path.read_text()))
+    return found
+
+
+def with_module(module):
+    return [(name, task) for name, task in tasks() if module in task]
+
+
+def test_the_preflight_posts_with_the_ca_file_after_checking_that_it_exists():
+    posts = [(name, task) for name, task in with_module("ansible.builtin.uri") if task["ansible.builtin.uri"].get("method") == "POST"]
+    assert len(posts) == 1
+    name, post = posts[0]
+    assert "worker_lrs_ca_file" in post["ansible.builtin.uri"]["ca_path"]
+    assert "worker_lrs_validate_certs" in str(post["ansible.builtin.uri"]["validate_certs"])
+    in_file = [task for file_name, task in tasks() if file_name == name]
+    looks = [task for task in in_file if "worker_lrs_ca_file" in str(task.get("ansible.builtin.stat", {}).get("path"))]
+    assert len(looks) == 1
+    register = looks[0]["register"]
+    checks = [task for task in in_file if register in str(task.get("ansible.builtin.assert", {}).get("that"))]
+    assert len(checks) == 1 and "worker_lrs_ca_file" in checks[0]["ansible.builtin.assert"]["fail_msg"]
+    # Both before the POST, which would otherwise fail naming only the LRS.
+    assert in_file.index(looks[0]) < in_file.index(checks[0]) < in_file.index(post)
+
+
+def test_the_check_entry_point_and_the_monitoring_command_get_the_ca_file():
+    calls = with_module("esup_pod.xapi.xapi_check")
+    assert calls and all("worker_lrs_ca_file" in task["esup_pod.xapi.xapi_check"]["lrs_ca_file"] for _name, task in calls)
+    wrapper = (ROLE / "templates" / "check.sh.j2").read_text()
+    assert "--lrs-ca-file {{ worker_lrs_ca_file | quote }}" in wrapper
+
+
+def test_the_delivery_gets_the_ca_file_and_validate_certs():
+    config = (ROLE / "templates" / "xapi_celeryconfig.py.j2").read_text()
+    assert '"xapi_lrs_verify": xapi_delivery.lrs_verify({{ worker_lrs_validate_certs | bool }}, ' \
+           '{{ worker_lrs_ca_file | string | to_json }}),' in config
