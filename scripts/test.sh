@@ -63,9 +63,10 @@ sanity_one() {
   version=$(core_version "$tc") || { echo "sanity: no ansible-core in $tc: run scripts/setup.sh" >&2; return 1; }
   echo "=== ansible-test sanity with ansible-core $version ($tc)"
   start=$(date +%s)
-  root=/tmp/esup-pod-xapi-sanity-$(echo "$version" | cut -d. -f1,2)
+  # A directory of its own: two clones may run the stage at once.
+  root=$(mktemp -d "/tmp/esup-pod-xapi-sanity-$(echo "$version" | cut -d. -f1,2).XXXXXX")
   dest="$root/ansible_collections/esup_pod/xapi"
-  rm -rf "$root" && mkdir -p "$dest"
+  mkdir -p "$dest"
   # Tracked and new files; a tracked file deleted in the work tree is left out, any other failed copy
   # fails the stage.
   git ls-files -z --cached --others --exclude-standard | grep -zv '^ansible_collections/' |
@@ -91,6 +92,7 @@ PY
   (cd "$dest" && PATH="$project/$tc/bin:$PATH" ansible-test sanity --venv \
     --python "$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" --color no --exclude tests/fixtures/)
   rc=$?
+  rm -rf "$root"
   echo "=== ansible-test sanity with ansible-core $version: $([ "$rc" = 0 ] && echo passed || echo FAILED) in $(($(date +%s) - start)) s"
   return "$rc"
 }
