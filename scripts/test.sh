@@ -104,17 +104,21 @@ sanity() {
   return "$rc"
 }
 
+# pytest_in STAGE VENV DIR: the tests of DIR with VENV's python; a run that collects no test fails.
+pytest_in() {
+  local rc
+  "$project/$2/bin/python" -m pytest -p no:cacheprovider "$3"
+  rc=$?
+  [ "$rc" != 5 ] || echo "$1: pytest collected no test: that is a failure here" >&2
+  return "$rc"
+}
+
 units() {
-  local tc version rc=0 one
+  local tc version rc=0
   for tc in $toolchains; do
     version=$(core_version "$tc") || { echo "units: no ansible-core in $tc: run scripts/setup.sh" >&2; rc=1; continue; }
     echo "=== pytest tests/unit with ansible-core $version ($tc)"
-    "$project/$tc/bin/python" -m pytest -p no:cacheprovider tests/unit
-    one=$?
-    if [ "$one" = 5 ]; then
-      echo "units: pytest collected no test: that is a failure here" >&2
-    fi
-    [ "$one" = 0 ] || rc=1
+    pytest_in units "$tc" tests/unit || rc=1
   done
   return "$rc"
 }
@@ -122,18 +126,13 @@ units() {
 # The worker's kombu transport against a redis-server that each test starts and stops, on the worker's own libraries:
 # one virtualenv per kombu release that worker_pip_constraints allows (.venv-contract-kombu-X, made by setup.sh).
 contract() {
-  local kombu venv rc=0 one
+  local kombu venv rc=0
   kombu=$(python tests/contract/requirements.py versions) || return 1
   for kombu in $kombu; do
     venv=.venv-contract-kombu-$kombu
     [ -x "$venv/bin/python" ] || { echo "contract: no $venv: run scripts/setup.sh" >&2; rc=1; continue; }
     echo "=== pytest tests/contract with kombu $kombu ($venv)"
-    "$project/$venv/bin/python" -m pytest -p no:cacheprovider tests/contract
-    one=$?
-    if [ "$one" = 5 ]; then
-      echo "contract: pytest collected no test: that is a failure here" >&2
-    fi
-    [ "$one" = 0 ] || rc=1
+    pytest_in contract "$venv" tests/contract || rc=1
   done
   return "$rc"
 }
