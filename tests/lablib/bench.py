@@ -21,6 +21,7 @@ import statistics
 import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from . import faults, lab, pod
 
@@ -210,7 +211,8 @@ class Bench:
     def __init__(self):
         self.faults = faults.Lab()
         self.lrs = self.faults.lrs
-        self.port = self.faults.port
+        # Where the encoding hosts reach the LRS (the TLS front's port when the URL is https).
+        self.port = urlsplit(self.lrs.url).port or {"https": 443, "http": 80}[urlsplit(self.lrs.url).scheme]
         self.hosts = encoding_hosts()
         self.latency = 0
 

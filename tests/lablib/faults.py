@@ -30,6 +30,7 @@ from .lrs import LRS
 WORKER_SERVICE = "celeryd-xapi"
 BROKER_SERVICE = "redis-server@xapi"
 LRS_SERVICE = "ralph-lrs"
+LRS_FRONT = "nginx"  # the lab's TLS front (tests/roles/lab_lrs), before Ralph on lab_lrs_port
 DEAD_LETTERS = "/usr/local/sbin/%s-dead-letters" % WORKER_SERVICE
 # Fault 10: room given to the broker above what it holds, and the fewest statements sent to fill it.
 BROKER_ROOM = 1536 * 1024
@@ -457,8 +458,10 @@ def broker_restarted(lab_, count, spread):
 
 def lrs_refusing(lab_, count, spread):
     row = Row("lrs-refusing", "the LRS refusing connections for %d s" % lab_.outage)
-    return _during(lab_, row, count, spread, lambda: run("lrs", "systemctl stop %s" % LRS_SERVICE),
-                   lambda: (run("lrs", "systemctl start %s" % LRS_SERVICE), lab_.lrs_back()), lab_.outage)
+    # The TLS front too: with Ralph alone stopped, nginx would answer 502 instead of refusing.
+    return _during(lab_, row, count, spread, lambda: run("lrs", "systemctl stop %s %s" % (LRS_FRONT, LRS_SERVICE)),
+                   lambda: (run("lrs", "systemctl start %s %s" % (LRS_SERVICE, LRS_FRONT)), lab_.lrs_back()),
+                   lab_.outage)
 
 
 def lrs_hanging(lab_, count, spread):

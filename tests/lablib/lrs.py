@@ -13,10 +13,16 @@ from urllib.parse import quote
 
 from . import lab
 
-# Runs inside the container: REQUESTS is a list of {method, url, body, login, password}; prints
-# a list of [status, body text]. An unreachable server gives status 0 and the error as body.
+# Runs inside the container: REQUESTS is a list of {method, url, body, login, password, follow}; prints
+# a list of [status, body text]. An unreachable server gives status 0 and the error as body. With
+# follow false, a redirect is not followed, and the body is {"location": ..., "body": ...} as JSON.
+# HTTPS is verified against the container's system CA store, which holds the lab CA.
 _REMOTE = r"""
 import base64, json, urllib.error, urllib.request
+
+class Stay(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
 
 def one(item):
     # Like Pod's task: no X-Experience-API-Version header.
@@ -26,13 +32,16 @@ def one(item):
         headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
     data = None if item.get("body") is None else json.dumps(item["body"]).encode()
     request = urllib.request.Request(item["url"], data=data, method=item["method"], headers=headers)
+    follow = item.get("follow", True)
+    opener = urllib.request.build_opener() if follow else urllib.request.build_opener(Stay)
     try:
-        with urllib.request.urlopen(request, timeout=item.get("timeout", 10)) as answer:
-            return [answer.status, answer.read().decode()]
+        with opener.open(request, timeout=item.get("timeout", 10)) as answer:
+            status, text, location = answer.status, answer.read().decode(), answer.headers.get("Location")
     except urllib.error.HTTPError as error:
-        return [error.code, error.read().decode()]
+        status, text, location = error.code, error.read().decode(), error.headers.get("Location")
     except (urllib.error.URLError, OSError) as error:
         return [0, str(error)]
+    return [status, text if follow else json.dumps({"location": location, "body": text})]
 
 print(json.dumps([one(item) for item in REQUESTS]))
 """
@@ -70,6 +79,17 @@ class LRS:
             item["login"] = self.login if login is None else login
             item["password"] = self.password if password is None else password
         return self.requests([item])[0]
+
+    def answer(self, method, url, body=None, auth=False):
+        """One request whose redirect is not followed: (status, Location or None, body text)."""
+        item = {"method": method, "url": url, "body": body, "follow": False}
+        if auth:
+            item["login"], item["password"] = self.login, self.password
+        status, text = self.requests([item])[0]
+        if status == 0:
+            return status, None, text
+        data = json.loads(text)
+        return status, data["location"], data["body"]
 
     # xAPI ----------------------------------------------------------------------------------
     def heartbeat(self):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from lablib import lab
 
 # Platform-neutral, and they break and heal the lab: once, after the other tests (conftest.py).
 pytestmark = pytest.mark.once
@@ -31,9 +32,9 @@ pytestmark = pytest.mark.once
 ROOT = Path(__file__).resolve().parents[3]
 INVENTORY = ROOT / "inventory" / "lab"
 PLAYBOOK = ROOT / "playbooks" / "verify.yml"
-LRS_URL = "http://lrs:8100/xAPI/statements/"
 WORKER_SERVICE = "/etc/init.d/celeryd-xapi"
 LRS_SERVICE = "ralph-lrs"
+LRS_FRONT = "nginx"  # the lab's TLS front: stopped with Ralph, the LRS is unreachable (not a 502)
 # The worker's own Pod on the encoding host (esup_pod.xapi.worker's defaults).
 POD_DIR = os.environ.get("XAPI_CHECK_POD_DIR", "/opt/esup-pod-xapi/Esup-Pod")
 POD_VENV = os.environ.get("XAPI_CHECK_POD_VENV", "/opt/esup-pod-xapi/venv")
@@ -195,16 +196,16 @@ def test_wrong_lrs_password():
 
 
 def test_stopped_lrs():
-    on("lrs", "systemctl", "stop", LRS_SERVICE)
+    on("lrs", "systemctl", "stop", LRS_FRONT, LRS_SERVICE)
     try:
         run = verify()
         assert run.rc != 0, run
-        assert run.msg == "LRS unreachable at %s" % LRS_URL, run
+        assert run.msg == "LRS unreachable at %s" % lab.var("lrs", "xapi_lrs_url"), run
         assert run.result["lrs"]["reachable"] is False
         assert run.status("credentials") == "skipped" and run.status("probe") == "skipped"
         assert run.status("broker") == "ok" and run.status("consumers") == "ok"
     finally:
-        on("lrs", "systemctl", "start", LRS_SERVICE)
+        on("lrs", "systemctl", "start", LRS_SERVICE, LRS_FRONT)
         wait_healthy()
 
 

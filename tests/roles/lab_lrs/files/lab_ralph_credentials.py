@@ -1,5 +1,6 @@
-"""Exit 0 when Ralph's auth file holds exactly one user, LAB_LRS_LOGIN, whose hash matches
-LAB_LRS_PASSWORD and whose scopes and mbox are the wanted ones; exit 1 otherwise.
+"""Exit 0 when Ralph's auth file holds exactly the accounts of LAB_LRS_ACCOUNTS (a JSON list of
+{login, password, scopes, mbox}), each with a hash matching its password, its scopes and its mbox;
+exit 1 otherwise.
 
 Lets the role rewrite the credentials only when they differ ("ralph auth -w" appends).
 """
@@ -11,24 +12,26 @@ import sys
 import bcrypt
 
 
+def matches(user, account):
+    return (
+        user.get("username") == account["login"]
+        and bcrypt.checkpw(account["password"].encode("utf-8"), user.get("hash", "").encode("ascii"))
+        and sorted(user.get("scopes", [])) == sorted(account["scopes"])
+        and (user.get("agent") or {}).get("mbox") == account["mbox"]
+    )
+
+
 def main():
-    login = os.environ["LAB_LRS_LOGIN"]
-    password = os.environ["LAB_LRS_PASSWORD"].encode("utf-8")
-    mbox = os.environ["LAB_LRS_MBOX"]
+    accounts = json.loads(os.environ["LAB_LRS_ACCOUNTS"])
     try:
         with open(os.environ["RALPH_AUTH_FILE"], encoding="utf-8") as handle:
             users = json.load(handle)
     except (OSError, ValueError):
         return 1
-    if not isinstance(users, list) or len(users) != 1:
+    if not isinstance(users, list) or len(users) != len(accounts):
         return 1
-    user = users[0]
-    ok = (
-        user.get("username") == login
-        and bcrypt.checkpw(password, user.get("hash", "").encode("ascii"))
-        and sorted(user.get("scopes", [])) == ["statements/read", "statements/write"]
-        and (user.get("agent") or {}).get("mbox") == mbox
-    )
+    by_name = {user.get("username"): user for user in users if isinstance(user, dict)}
+    ok = all(account["login"] in by_name and matches(by_name[account["login"]], account) for account in accounts)
     return 0 if ok else 1
 
 
