@@ -17,12 +17,11 @@ reported by the caller through the *_IMPORT_ERROR names.
 
 from __future__ import annotations
 
+import ast
 import contextlib
-import importlib.util
 import io
 import os
 import socket
-import sys
 import time
 import traceback
 import uuid
@@ -113,20 +112,95 @@ def lrs_verify(params, candidates=SYSTEM_CA_FILES):
     return True
 
 
-def load_pod_settings(path):
-    """Execute Pod's settings_local.py as a plain module and return its xAPI values."""
-    spec = importlib.util.spec_from_file_location("xapi_check_pod_settings_local", path)
-    if spec is None or spec.loader is None:
-        raise ImportError("cannot load %s as a Python module" % path)
-    module = importlib.util.module_from_spec(spec)
-    saved = sys.dont_write_bytecode
-    sys.dont_write_bytecode = True  # read-only: no __pycache__ next to the site's settings
+class SettingsError(ValueError):
+    """A setting that the checks need cannot be read without running Pod's settings. The message names the
+    setting and the file, never a value."""
+
+
+# Statements whose bodies are another scope: what they assign is not the module's.
+_OTHER_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+
+
+def _literal(node):
+    """A literal's value (ast.literal_eval), strings joined with + included."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _literal(node.left), _literal(node.right)
+        if isinstance(left, str) and isinstance(right, str):
+            return left + right
+        raise ValueError("only strings are joined with +")
+    return ast.literal_eval(node)
+
+
+def _bound_names(statement):
+    """The module-level names that a statement other than a plain assignment binds ('*' for a star import)."""
+    names = set()
+    stack = [statement]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _OTHER_SCOPES):
+            if not isinstance(node, ast.Lambda):
+                names.add(node.name)
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, ast.alias):
+            names.add((node.asname or node.name).split(".")[0])
+        elif isinstance(getattr(node, "name", None), str):
+            names.add(node.name)  # except ... as name, and match's captures
+        elif isinstance(getattr(node, "rest", None), str):
+            names.add(node.rest)
+        stack.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def read_pod_settings(path, names):
+    """The values of NAMES in Pod's settings file PATH, parsed, never run: {name: value}, a name that the
+    file never assigns left out.
+
+    Only assignments at the top of the module count, the last one winning, as when Python runs the file;
+    pod_settings' managed block is such assignments. A name whose last binding is not a literal (a
+    call, another name, an import, an assignment inside an if or a try...) raises SettingsError: running
+    the file to learn its value would run whatever else it holds, as the user the check runs as.
+    """
+    with open(path, "rb") as handle:
+        source = handle.read()
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            spec.loader.exec_module(module)
-    finally:
-        sys.dont_write_bytecode = saved
-    return dict((option, getattr(module, name, None)) for option, name in SETTINGS_NAMES.items())
+        tree = ast.parse(source, filename=path)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise SettingsError("%s is not valid Python (line %s): %s" % (path, getattr(exc, "lineno", "?"),
+                                                                      getattr(exc, "msg", exc)))
+    wanted = set(names)
+    values, problems = {}, {}
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign):
+            targets, value = statement.targets, statement.value
+        elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+            targets, value = [statement.target], statement.value
+        else:
+            targets, value = None, None
+        if targets is not None and all(isinstance(target, ast.Name) for target in targets):
+            assigned = wanted & set(target.id for target in targets)
+            try:
+                found = _literal(value) if assigned else None
+                why = None
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                why = "is not assigned a literal value"
+        else:
+            bound = _bound_names(statement)
+            assigned = wanted if "*" in bound else wanted & bound
+            why = "may be set by a star import" if "*" in bound else "is not set by a plain assignment"
+        for name in assigned:
+            values.pop(name, None)
+            problems.pop(name, None)
+            if why:
+                problems[name] = "%s (line %d)" % (why, statement.lineno)
+            else:
+                values[name] = found
+    if problems:
+        name = min(problems)
+        raise SettingsError("%s in %s %s: the checks read Pod's settings without running them; set it there "
+                            "as a literal (a string)" % (name, path, problems[name]))
+    return values
 
 
 class Checker(object):
@@ -420,16 +494,17 @@ def prepare(params):
     if missing:
         path = params["settings_path"]
         try:
-            found = load_pod_settings(path)
+            found = read_pod_settings(path, [SETTINGS_NAMES[option] for option in missing])
         except FileNotFoundError:
             raise CheckInputError("%s not given, and settings_path %s does not exist" % (", ".join(missing), path))
-        except Exception as exc:  # pylint: disable=broad-except
-            # Any error of the site's own code.
+        except SettingsError as exc:
+            raise CheckInputError("%s not given, and %s" % (", ".join(missing), exc))
+        except (OSError, UnicodeError) as exc:
             raise CheckInputError("%s not given, and settings_path %s could not be read: %s: %s"
                                   % (", ".join(missing), path, type(exc).__name__, exc))
         for option in missing:
-            if found.get(option) is not None:
-                params[option] = str(found[option])
+            if found.get(SETTINGS_NAMES[option]) is not None:
+                params[option] = str(found[SETTINGS_NAMES[option]])
                 settings_used.append(option)
 
     secrets = [params["broker_url"], params["lrs_password"]]

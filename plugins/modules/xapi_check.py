@@ -94,8 +94,13 @@ options:
     description:
       - Pod's C(settings_local.py), read only when one of O(broker_url), O(lrs_url), O(lrs_login),
         O(lrs_password) is not given.
-      - The file is executed as a plain Python module, the way C(pod/xapi/xapi_tasks.py) reads it,
-        by the user the module runs as; no bytecode is written next to it.
+      - The file is parsed, never run, so that reading it runs none of the code it holds. Only
+        top-level assignments of literal values count (strings, numbers, booleans, V(None), lists,
+        dicts, and strings joined with C(+)), the last one winning, as when Python runs the file;
+        the managed block of M(esup_pod.xapi.pod_settings) is such assignments.
+      - A needed name whose last binding is not a literal (computed, imported, assigned inside an
+        C(if) or a C(try)) fails the check, naming the name and the file; give the value as an
+        option instead.
     type: path
     default: /usr/local/django_projects/podv4/pod/custom/settings_local.py
   queue:

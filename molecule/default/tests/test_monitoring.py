@@ -12,6 +12,8 @@ waits (bounded) until the command says OK again.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import shlex
 from pathlib import Path
@@ -27,6 +29,7 @@ pytestmark = pytest.mark.once
 CHECK = "/usr/local/bin/celeryd-xapi-check"
 WORKER_SERVICE = "/etc/init.d/celeryd-xapi"
 WORKER_SETTINGS = "/opt/esup-pod-xapi/Esup-Pod/pod/custom/settings_local.py"
+CHECK_CONFIG = "/etc/celeryd-xapi/check/check.json"  # root's: which settings the command reads
 HEAL_TIMEOUT = 120  # seconds allowed for the command to say OK again after a repair
 # The role's defaults: worker_check_min_consumers, worker_monitoring_{warning,critical}_{backlog,dead_letters},
 # worker_monitoring_{warning,critical}_lrs_latency.
@@ -91,7 +94,7 @@ def test_runs_as_the_workers_user_only():
     sudoers = "/etc/sudoers.d/xapi-check-test"
     host = encoding()
     assert host.run("printf '%%s\\n' %s > %s && chmod 0440 %s && visudo -cf %s" % (
-        shlex.quote("nobody ALL=(pod-xapi) NOPASSWD: " + CHECK), sudoers, sudoers, sudoers)).rc == 0
+        shlex.quote("nobody ALL=(pod-xapi) NOPASSWD: " + CHECK + ' ""'), sudoers, sudoers, sudoers)).rc == 0
     try:
         rc, line = one_line(user="nobody")
         assert rc == 3 and line == ("XAPI UNKNOWN - celeryd-xapi-check runs as pod-xapi: "
@@ -105,12 +108,27 @@ def test_runs_as_the_workers_user_only():
     root_only = "/root/xapi-check-root-only.py"
     assert host.run("install -m 0600 -o root -g root %s %s" % (WORKER_SETTINGS, root_only)).rc == 0
     try:
-        rc, line = one_line("--settings", root_only)
+        with reading(root_only):
+            rc, line = one_line()
         assert rc == 3, line
         assert line.startswith("XAPI UNKNOWN - broker_url, lrs_url, lrs_login, lrs_password not given, and "
                                "settings_path %s could not be read: PermissionError" % root_only), line
     finally:
         host.run("rm -f %s" % root_only)
+
+
+@contextlib.contextmanager
+def reading(settings):
+    """The command reads SETTINGS instead of the worker's (its options name no file): check.json, then back."""
+    host = encoding()
+    saved = CHECK_CONFIG + ".test-saved"
+    assert host.run("cp -p %s %s" % (CHECK_CONFIG, saved)).rc == 0
+    try:
+        config = dict(json.loads(host.file(CHECK_CONFIG).content_string), settings=settings)
+        assert host.run("printf '%%s' %s > %s" % (shlex.quote(json.dumps(config)), CHECK_CONFIG)).rc == 0
+        yield
+    finally:
+        assert host.run("mv -f %s %s" % (saved, CHECK_CONFIG)).rc == 0
 
 
 def check_via_sudo():
@@ -161,13 +179,14 @@ def test_warning_with_a_backlog_above_the_warning_threshold():
 def test_no_secret_when_the_broker_and_the_lrs_refuse_the_passwords():
     wrong = "/tmp/xapi-check-wrong-passwords.py"
     broker_secret, lrs_secret = "planted-check-broker-0d41", "planted-check-lrs-93ab"
-    source = ("exec(open(%r).read())\nXAPI_CELERY_BROKER_URL = 'redis://:%s@frontal:6380/6'\nXAPI_LRS_PWD = %r\n"
-              % (WORKER_SETTINGS, broker_secret, lrs_secret))
+    # The worker's settings, then wrong passwords: the last assignment wins, as when Python runs the file.
+    source = "\nXAPI_CELERY_BROKER_URL = 'redis://:%s@frontal:6380/6'\nXAPI_LRS_PWD = %r\n" % (broker_secret, lrs_secret)
     host = encoding()
-    assert host.run("printf '%%s' %s > %s && chown root:pod-xapi %s && chmod 0640 %s" % (
-        shlex.quote(source), wrong, wrong, wrong)).rc == 0
+    assert host.run("cat %s > %s && printf '%%s' %s >> %s && chown root:pod-xapi %s && chmod 0640 %s" % (
+        WORKER_SETTINGS, wrong, shlex.quote(source), wrong, wrong, wrong)).rc == 0
     try:
-        rc, lines = check("--settings", wrong, "-v")
+        with reading(wrong):
+            rc, lines = check("-v")
         text = "\n".join(lines)
         assert broker_secret not in text and lrs_secret not in text
         assert rc == 2, text

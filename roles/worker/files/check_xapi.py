@@ -11,6 +11,10 @@ the probe on demand), with the inputs read the same way (Pod's settings_local.py
 Run through the wrapper <worker_service_name>-check, as the worker's user, with the worker's
 virtualenv python. It prints one line, "XAPI STATE - text | perfdata" (more with --verbose), and
 exits 0 (OK), 1 (WARNING), 2 (CRITICAL) or 3 (UNKNOWN). No secret is ever printed.
+
+The files that it reads (Pod's settings, the LRS's CA file) and whether it verifies the LRS's certificate
+come from check.json, which the role installs next to it, never from its options: a monitoring agent that
+may run it as the worker's user must not choose what it reads as that user.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import contextlib
 import importlib
 import io
+import json
 import logging
 import os
 import socket
@@ -27,11 +32,17 @@ import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIBRARY = "xapi_check_lib"
+# Root's, written by the role: {"settings": PATH, "validate_certs": BOOL, "lrs_ca_file": PATH or ""}.
+CONFIG = os.path.join(HERE, "check.json")
 UNKNOWN = 3
 
 
 class Usage(Exception):
     """A bad option: UNKNOWN, as the plugin guidelines want (argparse would exit 2, CRITICAL)."""
+
+
+class ConfigError(Exception):
+    """check.json is missing or wrong: UNKNOWN."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -43,11 +54,9 @@ def parser():
     p = Parser(
         prog=os.environ.get("XAPI_CHECK_PROG") or "xapi-check",
         description="Check the xAPI pipeline (broker, consumers, backlog, dead letters, LRS) as a Nagios "
-                    "plugin: one line with performance data; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+                    "plugin: one line with performance data; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. "
+                    "Pod's settings and the LRS's CA come from %s, written by the role." % CONFIG,
     )
-    p.add_argument("--settings", required=True, metavar="PATH",
-                   help="Pod's settings_local.py of the worker: XAPI_CELERY_BROKER_URL, XAPI_LRS_URL, "
-                        "XAPI_LRS_LOGIN, XAPI_LRS_PWD")
     p.add_argument("--queue", default="xapi", help="Celery queue of Pod's xAPI task (default: %(default)s)")
     p.add_argument("--dead-letter-key", default="xapi.dead-letters", metavar="KEY",
                    help="Redis list of the statements the LRS refused (default: %(default)s)")
@@ -83,11 +92,6 @@ def parser():
                         "(it adds a statement to the LRS; default: no)")
     p.add_argument("--probe-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="how long the LRS may take to store the probe (default: %(default)s)")
-    p.add_argument("--validate-certs", action=argparse.BooleanOptionalAction, default=True,
-                   help="verify the LRS's TLS certificate (default: yes)")
-    p.add_argument("--lrs-ca-file", default=None, metavar="PATH",
-                   help="the CA file (PEM) to verify the LRS's certificate against (default: the system's CA store, "
-                        "/etc/ssl/certs/ca-certificates.crt, when it exists, else requests' own list)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="after the first line, one line a link (Nagios' long output)")
     return p
@@ -102,6 +106,20 @@ def load_library():
     return logic, checks_io
 
 
+def read_config(path=None):
+    """The installed configuration: the settings file, validate_certs and the LRS's CA file."""
+    path = path or CONFIG
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ConfigError("cannot read the check's configuration %s: %s: %s" % (path, type(exc).__name__, exc))
+    if not (isinstance(config, dict) and isinstance(config.get("settings"), str) and config["settings"].startswith("/")
+            and isinstance(config.get("validate_certs"), bool) and isinstance(config.get("lrs_ca_file", ""), str)):
+        raise ConfigError("the check's configuration %s is not what the role writes: run the worker role again" % path)
+    return config
+
+
 def own_nodes(names, hostname=None):
     """Node names as Celery names them: 'xapi' -> 'xapi@<hostname>'; empty names are dropped."""
     hostname = hostname or socket.gethostname()
@@ -112,11 +130,12 @@ def own_nodes(names, hostname=None):
     return nodes
 
 
-def check_params(args):
-    """The options of the module's checks, from the command's: the critical limits are the checks' own."""
+def check_params(args, config):
+    """The options of the module's checks, from the command's and the installed configuration's: the critical
+    limits are the checks' own."""
     return {
         "broker_url": None, "lrs_url": None, "lrs_login": None, "lrs_password": None,
-        "settings_path": args.settings,
+        "settings_path": config["settings"],
         "queue": args.queue,
         "min_consumers": args.min_consumers,
         "nodes": own_nodes(args.nodes),
@@ -129,8 +148,8 @@ def check_params(args):
         "probe_timeout": args.probe_timeout,
         "timeout": args.timeout,
         "inspect_timeout": args.inspect_timeout,
-        "validate_certs": args.validate_certs,
-        "lrs_ca_file": args.lrs_ca_file or None,
+        "validate_certs": config["validate_certs"],
+        "lrs_ca_file": config.get("lrs_ca_file") or None,
     }
 
 
@@ -172,8 +191,8 @@ def run(argv, logic, checks_io, secrets):
             % ", ".join(missing))
         return state, [line]
     try:
-        params, found = checks_io.prepare(check_params(args))[:2]
-    except checks_io.CheckInputError as exc:
+        params, found = checks_io.prepare(check_params(args, read_config()))[:2]
+    except (ConfigError, checks_io.CheckInputError) as exc:
         state, line = logic.unknown_report(str(exc))
         return state, [line]
     secrets.extend(found)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import logging
 import shutil
 import subprocess
@@ -47,6 +48,19 @@ def settings(tmp_path):
     return path
 
 
+def install_config(path, settings, validate_certs=True, lrs_ca_file=""):
+    path.write_text(json.dumps({"settings": str(settings), "validate_certs": validate_certs, "lrs_ca_file": str(lrs_ca_file)}))
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch, settings):
+    """check.json as the role writes it, pointing at SETTINGS; a test may rewrite it with install_config."""
+    path = tmp_path / "check.json"
+    install_config(path, settings)
+    monkeypatch.setattr(check_xapi, "CONFIG", str(path))
+    return path
+
+
 class FakeChecker(object):
     """Stands for checks_io.Checker: records its params, answers what the test set in `behaviour`."""
 
@@ -76,7 +90,7 @@ class FakeChecker(object):
 
 
 @pytest.fixture
-def fake(monkeypatch):
+def fake(monkeypatch, config):
     FakeChecker.instances, FakeChecker.behaviour = [], {}
     monkeypatch.setattr(checks_io, "Checker", FakeChecker)
     monkeypatch.setattr(checks_io, "missing_libraries", lambda: [])
@@ -98,7 +112,7 @@ def command(capfd, *argv):
 
 
 def test_healthy(capfd, fake, settings):
-    state, lines = command(capfd, "--settings", str(settings), "--nodes", "xapi,bulk@other")
+    state, lines = command(capfd, "--nodes", "xapi,bulk@other")
     assert state == 0
     assert lines == ["XAPI OK - 1 consumer(s), backlog 0, LRS answered in 8 ms, 0 dead letter(s) | "
                      "consumers=1;;1:;0 backlog=0;100;1000;0 lrs_latency=0.008s;1;5;0 dead_letters=0;0;;0"]
@@ -113,21 +127,63 @@ def test_healthy(capfd, fake, settings):
     assert BROKER_SECRET in fake.instances[0].secrets and LRS_SECRET in fake.instances[0].secrets
 
 
-def test_the_lrs_ca_file_goes_to_the_checks(capfd, fake, settings, tmp_path):
+def test_the_lrs_ca_file_goes_to_the_checks(capfd, fake, config, settings, tmp_path):
     ca_file = tmp_path / "university-ca.pem"
     ca_file.write_text("PEM")
-    state, _lines = command(capfd, "--settings", str(settings), "--lrs-ca-file", str(ca_file))
+    install_config(config, settings, lrs_ca_file=ca_file)
+    state, _lines = command(capfd)
     assert state == 0
     assert fake.instances[0].params["lrs_ca_file"] == str(ca_file) and fake.instances[0].params["validate_certs"] is True
-    command(capfd, "--settings", str(settings), "--no-validate-certs")
+    install_config(config, settings, validate_certs=False)
+    command(capfd)
     # Not given: the checks' default, the system's CA store.
     assert fake.instances[1].params["lrs_ca_file"] is None and fake.instances[1].params["validate_certs"] is False
 
 
-def test_a_missing_lrs_ca_file_is_unknown(capfd, monkeypatch, settings, tmp_path):
+@pytest.mark.parametrize("option", [
+    ["--settings", "/tmp/x.py"], ["--settings=/tmp/x.py"], ["--lrs-ca-file", "/tmp/ca.pem"], ["--no-validate-certs"],
+    ["--validate-certs"], ["--sett", "/tmp/x.py"],
+])
+def test_the_caller_names_no_file_and_turns_no_verification_off(capfd, fake, option):
+    """What it reads as the worker's user, and how it trusts the LRS, are the installed configuration's."""
+    state, lines = command(capfd, *option)
+    assert state == 3 and len(lines) == 1 and lines[0].startswith("XAPI UNKNOWN - ")
+    assert "unrecognized arguments" in lines[0]
+    assert fake.instances == []
+
+
+def test_the_settings_are_read_not_run(capfd, fake, config, tmp_path):
+    marker = tmp_path / "ran"
+    settings = tmp_path / "planted.py"
+    settings.write_text("import os\nos.system('touch %s')\nopen(%r, 'w').close()\n"
+                        "XAPI_CELERY_BROKER_URL = %r\nXAPI_LRS_URL = %r\nXAPI_LRS_LOGIN = 'pod-xapi'\nXAPI_LRS_PWD = %r\n"
+                        % (marker, str(marker), BROKER_URL, LRS_URL, LRS_SECRET))
+    install_config(config, settings)
+    state, _lines = command(capfd)
+    assert state == 0 and not marker.exists()
+    assert fake.instances[0].params["lrs_password"] == LRS_SECRET
+
+
+@pytest.mark.parametrize("content", ["{}", "[]", "not json", '{"settings": "relative.py", "validate_certs": true}',
+                                     '{"settings": "/s.py", "validate_certs": "no"}'])
+def test_a_bad_configuration_is_unknown(capfd, fake, config, content):
+    config.write_text(content)
+    state, lines = command(capfd)
+    assert state == 3 and len(lines) == 1 and "configuration %s" % config in lines[0]
+    assert fake.instances == []
+
+
+def test_a_missing_configuration_is_unknown(capfd, fake, config):
+    config.unlink()
+    state, lines = command(capfd)
+    assert state == 3 and lines[0].startswith("XAPI UNKNOWN - cannot read the check's configuration %s: " % config)
+
+
+def test_a_missing_lrs_ca_file_is_unknown(capfd, monkeypatch, config, settings, tmp_path):
     monkeypatch.setattr(checks_io, "missing_libraries", lambda: [])
     monkeypatch.setattr(check_xapi, "load_library", lambda: (xc, checks_io))
-    state, lines = command(capfd, "--settings", str(settings), "--lrs-ca-file", str(tmp_path / "absent.pem"))
+    install_config(config, settings, lrs_ca_file=tmp_path / "absent.pem")
+    state, lines = command(capfd)
     assert state == 3
     assert lines == ["XAPI UNKNOWN - lrs_ca_file %s does not exist: the LRS's certificate cannot be verified against it"
                      % (tmp_path / "absent.pem")]
@@ -135,7 +191,7 @@ def test_a_missing_lrs_ca_file_is_unknown(capfd, monkeypatch, settings, tmp_path
 
 def test_the_last_option_wins_over_the_wrappers(capfd, fake, settings):
     fake.behaviour = {"result": {"backlog": 5}}
-    state, lines = command(capfd, "--settings", str(settings), "--warning-backlog", "100", "--critical-backlog",
+    state, lines = command(capfd, "--warning-backlog", "100", "--critical-backlog",
                            "1000", "--warning-backlog", "3", "--min-consumers", "0", "--nodes", "")
     assert state == 1
     assert lines[0].startswith("XAPI WARNING - backlog 5 exceeds 3 (")
@@ -145,7 +201,7 @@ def test_the_last_option_wins_over_the_wrappers(capfd, fake, settings):
 
 def test_a_failed_link_is_critical(capfd, fake, settings):
     fake.behaviour = {"result": {"consumer_count": 0}, "failed": {"consumers": ("no worker consumes queue xapi", None)}}
-    state, lines = command(capfd, "--settings", str(settings))
+    state, lines = command(capfd)
     assert state == 2
     assert lines[0].startswith("XAPI CRITICAL - no worker consumes queue xapi (0 consumer(s)")
 
@@ -153,7 +209,7 @@ def test_a_failed_link_is_critical(capfd, fake, settings):
 def test_verbose_names_each_link_and_masks_details(capfd, fake, settings):
     fake.behaviour = {"failed": {"broker": ("broker refused the password",
                                             "AuthenticationError: %s refused" % BROKER_URL)}}
-    state, lines = command(capfd, "--settings", str(settings), "-v")
+    state, lines = command(capfd, "-v")
     assert state == 2
     assert len(lines) == 1 + len(xc.LINKS) + 1
     assert lines[1].split() == ["broker", "failed", "broker", "refused", "the", "password"]
@@ -163,7 +219,7 @@ def test_verbose_names_each_link_and_masks_details(capfd, fake, settings):
 
 def test_what_the_libraries_print_or_log_never_reaches_the_output(capfd, fake, settings):
     fake.behaviour = {"noise": "connecting to %s with %s" % (BROKER_URL, LRS_SECRET)}
-    state, lines = command(capfd, "--settings", str(settings))
+    state, lines = command(capfd)
     assert state == 0 and len(lines) == 1
 
 
@@ -174,26 +230,30 @@ def test_what_the_libraries_print_or_log_never_reaches_the_output(capfd, fake, s
 ])
 def test_an_unforeseen_error_is_unknown_and_masked(capfd, fake, settings, error):
     fake.behaviour = {"raise": error}
-    state, lines = command(capfd, "--settings", str(settings))
+    state, lines = command(capfd)
     assert state == 3 and len(lines) == 1
     assert lines[0].startswith("XAPI UNKNOWN - the check failed: %s" % type(error).__name__)
 
 
-def test_settings_that_raise_are_unknown_and_masked(capfd, fake, tmp_path):
+def test_a_setting_that_is_not_a_literal_is_unknown_and_named(capfd, fake, tmp_path):
     settings = tmp_path / "settings_local.py"
-    settings.write_text("raise RuntimeError('no DB at postgres://pod:%s@db/pod')\n" % BROKER_SECRET)
-    state, lines = command(capfd, "--settings", str(settings))
+    settings.write_text("import os\nXAPI_CELERY_BROKER_URL = %r\nXAPI_LRS_URL = %r\nXAPI_LRS_LOGIN = 'pod-xapi'\n"
+                        "XAPI_LRS_PWD = os.environ['LRS_PASSWORD'] + %r\n" % (BROKER_URL, LRS_URL, LRS_SECRET))
+    state, lines = command(capfd)
     assert state == 3
-    assert lines == ["XAPI UNKNOWN - broker_url, lrs_url, lrs_login, lrs_password not given, and settings_path "
-                     "%s could not be read: RuntimeError: no DB at postgres://pod:********@db/pod" % settings]
+    assert lines == ["XAPI UNKNOWN - broker_url, lrs_url, lrs_login, lrs_password not given, and XAPI_LRS_PWD in %s "
+                     "is not assigned a literal value (line 5): the checks read Pod's settings without running them; "
+                     "set it there as a literal (a string)" % settings]
+    assert fake.instances == []
 
 
-def test_missing_settings_are_unknown(capfd, fake, tmp_path):
-    state, lines = command(capfd, "--settings", str(tmp_path / "nope.py"))
+def test_missing_settings_are_unknown(capfd, fake, config, tmp_path):
+    install_config(config, tmp_path / "nope.py")
+    state, lines = command(capfd)
     assert state == 3 and lines[0].startswith("XAPI UNKNOWN - broker_url, lrs_url") and "does not exist" in lines[0]
 
 
-@pytest.mark.parametrize("argv", [["--settings", "x", "--warning-backlog", "many"], [], ["--bogus"]])
+@pytest.mark.parametrize("argv", [["--warning-backlog", "many"], ["--bogus"]])
 def test_bad_options_are_unknown_not_critical(capfd, fake, argv):
     state, lines = command(capfd, *argv)
     assert state == 3 and len(lines) == 1 and lines[0].startswith("XAPI UNKNOWN - ")
@@ -202,7 +262,7 @@ def test_bad_options_are_unknown_not_critical(capfd, fake, argv):
 
 def test_missing_libraries_are_unknown(capfd, fake, settings, monkeypatch):
     monkeypatch.setattr(checks_io, "missing_libraries", lambda: [("celery", "Traceback ...")])
-    state, lines = command(capfd, "--settings", str(settings))
+    state, lines = command(capfd)
     assert state == 3 and lines[0].startswith("XAPI UNKNOWN - python library celery missing")
     assert fake.instances == []
 
@@ -217,8 +277,9 @@ def test_as_installed_by_the_role(tmp_path, settings):
     (lib / "__init__.py").write_text("")
     for name in ("_xapi_check.py", "_xapi_check_io.py"):
         shutil.copy(ROOT / "plugins" / "module_utils" / name, lib / name)
-    done = subprocess.run([sys.executable, "-I", "-B", str(tmp_path / "check" / "check_xapi.py"),
-                           "--settings", str(settings)], capture_output=True, text=True, check=False, timeout=60)
+    install_config(tmp_path / "check" / "check.json", settings)
+    done = subprocess.run([sys.executable, "-I", "-B", str(tmp_path / "check" / "check_xapi.py")],
+                          capture_output=True, text=True, check=False, timeout=60)
     assert done.stderr == ""
     missing = [n for n in ("redis", "requests", "celery") if importlib.util.find_spec(n) is None]
     assert missing, "every library is installed here: this test needs one to be missing"

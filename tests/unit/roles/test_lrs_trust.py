@@ -57,8 +57,15 @@ def test_the_preflight_posts_with_the_ca_file_after_checking_that_it_exists():
 def test_the_check_entry_point_and_the_monitoring_command_get_the_ca_file():
     calls = with_module("esup_pod.xapi.xapi_check")
     assert calls and all("worker_lrs_ca_file" in task["esup_pod.xapi.xapi_check"]["lrs_ca_file"] for _name, task in calls)
+    # The monitoring command's from its installed configuration, root's, never from its caller's options.
+    configs = [task for _name, task in with_module("ansible.builtin.copy")
+               if str(task["ansible.builtin.copy"].get("dest", "")).endswith("/check/check.json")]
+    assert len(configs) == 1
+    config = str(configs[0]["vars"])
+    assert "'lrs_ca_file': worker_lrs_ca_file" in config and "'validate_certs': worker_lrs_validate_certs | bool" in config
+    assert configs[0]["ansible.builtin.copy"]["owner"] == "root" and configs[0]["ansible.builtin.copy"]["mode"] == "0640"
     wrapper = (ROLE / "templates" / "check.sh.j2").read_text()
-    assert "--lrs-ca-file {{ worker_lrs_ca_file | quote }}" in wrapper
+    assert "--lrs-ca-file" not in wrapper and "validate-certs" not in wrapper and "--settings" not in wrapper
 
 
 def test_the_delivery_gets_the_ca_file_and_validate_certs():
