@@ -95,6 +95,6 @@ if ! out=$(podman run --rm --name "$smoke" --network "$smoke" --rootfs "$rootfs"
     *netavark*"No such file or directory"* | *iptables*)
       die "podman cannot start a container on a network: netavark has no firewall backend; install it with: apt-get install -y iptables" ;;
     *)
-      die "podman cannot start a container on a network ($(echo "$out" | tail -n1)); see tests/lab/containers.conf and the README's lab section" ;;
+      die "podman cannot start a container on a network ($(echo "$out" | tail -n1)); see tests/lab/containers.conf and docs/lab.md" ;;
   esac
 fi

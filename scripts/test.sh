@@ -137,7 +137,7 @@ contract() {
   return "$rc"
 }
 
-# The changelog fragments are valid, and the release procedure (README, "Releasing") works on a throwaway copy of
+# The changelog fragments are valid, and the release procedure (docs/releasing.md) works on a throwaway copy of
 # the tracked and new files: antsibull-changelog release, then ansible-galaxy collection build.
 changelog() {
   local tmp version rc=0

@@ -10,7 +10,7 @@ delaying proxy) and each round, on an empty Ralph store each phase (tests/lablib
 The hosts are placed on the machine's CPUs as close to separate machines as they allow
 (tests/lablib/bench.py, Bench.place_hosts): the LRS host alone on the last CPU, the encoding hosts
 weighted before the frontal on the others (--shared-cpus: every host on every CPU, same weight).
-For a far LRS, the worker gets the README's setting first (worker_concurrency 32 from 20 ms,
+For a far LRS, the worker gets the setting of docs/benchmarks.md first (worker_concurrency 32 from 20 ms,
 deployed with site.yml --tags worker; --defaults-only keeps the defaults), and the defaults back at
 the end. Then the worker's memory (RSS and PSS of its processes, at the defaults) and, with several
 encoding hosts, how the statements split between the nodes. It prints one table and whether each target is met.
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lablib import bench, lab  # noqa: E402
 
-# The targets of the README (issue 11): the share of the ceiling, the floor from the seed
+# The targets of docs/benchmarks.md (issue 11): the share of the ceiling, the floor from the seed
 # document's options (0.4 statements/s, times 250), the worker's memory on one host.
 TARGET_RATIO = 0.90
 TARGET_RATE = 0.4 * 250
@@ -56,7 +56,7 @@ def main(argv=None):
                              "CPU, the encoding hosts weighted before the frontal on the others, as on separate "
                              "machines)")
     parser.add_argument("--defaults-only", action="store_true",
-                        help="keep the worker's defaults for a far LRS too (default: the README's setting, "
+                        help="keep the worker's defaults for a far LRS too (default: the documented setting, "
                              "worker_concurrency 32 from 20 ms, deployed with site.yml)")
     args = parser.parse_args(argv)
 

@@ -274,7 +274,7 @@ def test_a_full_broker_skips_the_restore_round_refuses_the_start_then_drains(sta
         with connection(broker, "redis") as conn:  # kombu's own QoS: the node would die here
             with pytest.raises(redis.exceptions.OutOfMemoryError):
                 conn.default_channel.qos.restore_visible()
-        # The admin gives the broker room (README: a few MB); the node starts and drains the queue.
+        # The admin gives the broker room (docs/delivery.md: a few MB); the node starts and drains the queue.
         broker.client.config_set("maxmemory", str(broker.client.info("memory")["used_memory"] + 4 * 1024 * 1024))
         assert site.restore_unacked(NODE).returncode == 0
         site.worker(NODE)

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from . import faults, lab, pod
 
 RALPH_STORE = "/var/lib/ralph/fs_lrs.jsonl"
-# The worker role's documented setting for a far LRS (README, "Throughput"): worker_concurrency by
+# The worker role's documented setting for a far LRS (docs/benchmarks.md, "Throughput"): worker_concurrency by
 # added round-trip time; below 20 ms, the role's default.
 FAR_LRS_CONCURRENCY = ((20, 32),)
 PROXY_NAME = "lab-bench-delay"

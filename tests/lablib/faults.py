@@ -167,7 +167,7 @@ class Row:
     notes: list = field(default_factory=list)
     expected_missing: int = 0  # statements the LRS refuses on purpose (fault 8)
     expected_refusals: int = 0  # enqueues the broker refuses on purpose (fault 10)
-    bound: float = 0.0  # the longest delay the README promises for this fault
+    bound: float = 0.0  # the longest delay docs/delivery.md promises for this fault
     details: dict = field(default_factory=dict)  # what a fault checks beyond the counts
 
     @property
@@ -544,7 +544,7 @@ def lrs_refuses_one(lab_, count, spread):
         rc, out = lab.run_playbook("playbooks/verify.yml", "--limit", lab_.first, "-e", "worker_check_probe=false")
         row.details["check_rc"] = rc
         row.details["check_named_dead_letters"] = "1 statement(s) refused by the LRS wait in xapi.dead-letters" in out
-        # What the README tells the admin: replay it (here the LRS refuses it again), then drop it.
+        # What docs/delivery.md tells the admin: replay it (here the LRS refuses it again), then drop it.
         wanted = kept[0]["statement"]["id"]
         run(lab_.first, "%s replay %s" % (DEAD_LETTERS, wanted))
         again = lab.until("the replayed statement is refused again", lambda: [
@@ -601,7 +601,7 @@ def broker_full(lab_, count, spread):
         queued = int(lab_.broker("LLEN xapi").strip()) - waiting
         row.details["queued_at_limit"], row.details["accepted"] = queued, accepted
         row.notes.append("the node waits while the broker is full (%d of %d still queued)" % (queued, accepted))
-        # The admin's remedy (README): give the broker room again; the nodes then drain the queue.
+        # The admin's remedy (docs/delivery.md): give the broker room again; the nodes then drain the queue.
         lab_.broker("CONFIG SET maxmemory %s" % limit)
         lab_.nodes_active()
         settle(lab_, row, records, since, timeout=RETRY_BACKOFF_MAX + 180)

@@ -1,5 +1,5 @@
 """Smoke test of the throughput benchmark (tests/bench/throughput.py) on small N: it completes on the
-converged lab and prints its table. Its figures come from a real run on the README's lab, not from CI.
+converged lab and prints its table. Its figures (docs/benchmarks.md) come from a real run on the lab, not from CI.
 """
 
 import subprocess

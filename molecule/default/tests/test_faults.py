@@ -4,7 +4,7 @@ The rule for every fault: the LRS holds every statement the broker accepted (sto
 the one malformed statement of fault 8, which is kept as a dead letter instead; and every enqueue
 Pod made was accepted, but those the full broker of fault 10 refuses on purpose (its out-of-memory
 answer): any other refused enqueue is a statement lost. The longest delay stays within the bound
-the README states: the fault's duration plus the longest retry backoff plus a minute to catch up
+docs/delivery.md states: the fault's duration plus the longest retry backoff plus a minute to catch up
 (the visibility timeout for a broker restart). Each fault also checks what it is about (a node
 killed while it holds statements, and its unit restoring them; the check naming rotated
 credentials, the dead letter and its replay, the full broker refusing enqueues).

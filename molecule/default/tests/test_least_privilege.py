@@ -7,7 +7,7 @@
 pod-xapi owns the worker's checkout: a core.fsmonitor that it plants in the checkout's .git/config
 does not run as root at the next site.yml (the preflight's git runs as the checkout's owner, with
 fsmonitor and hooks off). A monitoring agent that may run the monitoring command as pod-xapi cannot
-make it run a file of its own: the command takes no --settings, and the README's sudoers line lets it
+make it run a file of its own: the command takes no --settings, and the sudoers line of the worker role's README lets it
 pass no argument at all. Everything planted is removed in a `finally`.
 """
 
@@ -69,7 +69,7 @@ def test_the_monitoring_command_runs_no_file_of_its_caller():
             assert out.rc == 3, out.stdout + out.stderr
             assert out.stdout.startswith("XAPI UNKNOWN - ") and "unrecognized arguments" in out.stdout, out.stdout
             assert not host.file(RAN).exists, "the monitoring command ran its caller's file"
-        # The README's sudoers line: the agent's user runs the command with no argument, and none else.
+        # The sudoers line of the worker role's README: the agent's user runs the command with no argument, and none else.
         line = "nobody ALL=(pod-xapi) NOPASSWD: %s \"\"" % CHECK
         assert host.run("printf '%%s\\n' %s > %s && chmod 0440 %s && visudo -cf %s" % (
             shlex.quote(line), sudoers, sudoers, sudoers)).rc == 0

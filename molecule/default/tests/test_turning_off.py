@@ -1,4 +1,4 @@
-"""Turning xAPI off and on again (README: "Turning xAPI off"), with real ansible-playbook runs.
+"""Turning xAPI off and on again (docs/admin-guide.md: "Turning xAPI off"), with real ansible-playbook runs.
 
 `site.yml -e xapi_enabled=false` turns the frontal off (USE_XAPI = False, Pod restarted), then the
 worker delivers what the broker still holds, stops, and stays off at boot; the broker and its data

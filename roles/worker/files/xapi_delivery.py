@@ -632,7 +632,7 @@ def before_start(app, node):
             full = memory_full(connection.default_channel.client)
             if full:
                 print("the broker is at its memory limit (%d of %d bytes used): %s waits before it takes any "
-                      "statement; give the broker room (see the worker role's README)" % (full[0], full[1], node))
+                      "statement; give the broker room (broker_maxmemory; docs/delivery.md)" % (full[0], full[1], node))
                 return 1
             restored = restore_unacked(connection.default_channel, node, timeout)
     except UnsupportedBroker as error:

@@ -2,7 +2,7 @@
 # Copyright: Esup-Pod xAPI collection maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The roles' tags by phase (README: "Tags"): every task that a role's main entry point runs carries
+"""The roles' tags by phase (docs/admin-guide.md: "Tags"): every task that a role's main entry point runs carries
 install, configure, service or always (an untagged task would silently not run under
 --tags configure,service), the preflights are always, and git and pip run in the install phase only
 (or in the always-tagged preflight, which skips them when install is not selected)."""
