@@ -345,10 +345,10 @@ class Checker(object):
         return True
 
     # LRS ------------------------------------------------------------------------------------
-    def lrs_get(self, params):
-        return requests.get(
-            self.p["lrs_url"],
-            params=params,
+    def lrs_options(self):
+        """What every request of the checks to the LRS carries, as the worker's own: its credentials, a
+        timeout, the CAs it verifies against, and no redirect followed."""
+        return dict(
             auth=(self.p["lrs_login"] or "", self.p["lrs_password"] or ""),
             headers={"X-Experience-API-Version": XAPI_VERSION, "Accept": "application/json"},
             timeout=self.p["timeout"],
@@ -356,18 +356,13 @@ class Checker(object):
             allow_redirects=False,
         )
 
+    def lrs_get(self, params):
+        return requests.get(self.p["lrs_url"], params=params, **self.lrs_options())
+
     def lrs_post_nothing(self):
-        """POST an empty list of statements, as the worker posts (no redirect followed): it stores nothing,
-        and the answer tells about the credentials, even a key that may only write."""
-        return requests.post(
-            self.p["lrs_url"],
-            json=[],
-            auth=(self.p["lrs_login"] or "", self.p["lrs_password"] or ""),
-            headers={"X-Experience-API-Version": XAPI_VERSION, "Accept": "application/json"},
-            timeout=self.p["timeout"],
-            verify=lrs_verify(self.p),
-            allow_redirects=False,
-        )
+        """POST an empty list of statements: it stores nothing, and the answer tells about the
+        credentials, even a key that may only write."""
+        return requests.post(self.p["lrs_url"], json=[], **self.lrs_options())
 
     def check_lrs(self):
         url = self.p["lrs_url"]
