@@ -48,9 +48,9 @@ def slug(title, seen):
 
 
 def english_sections(page):
-    found, _ = headings((ROOT / page).read_text())
+    found = headings((ROOT / page).read_text())[0]
     seen = {}
-    return [(level, slug(title, seen)) for level, title, _ in found]
+    return [(level, slug(title, seen)) for level, title, _number in found]
 
 
 def french_sections(page):
