@@ -72,7 +72,8 @@ def test_a_debian_11_host_is_refused_by_every_role_before_any_change(bullseye, t
 def test_debian_11s_redis_as_a_sites_broker_is_refused_before_any_change(bullseye):
     """The site's own broker (pod_broker would be empty: its check runs in the first play, as here)."""
     setup = bullseye.run(
-        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null && "
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -o DPkg::Lock::Timeout=120 -y -qq "
+        "redis-server >/dev/null && "
         "sed -i -e 's/^bind .*/bind 0.0.0.0/' -e 's/^protected-mode yes/protected-mode no/' /etc/redis/redis.conf && "
         "systemctl restart redis-server && redis-cli INFO server | grep '^redis_version:'")
     assert setup.rc == 0, setup.stdout + setup.stderr

@@ -71,8 +71,8 @@ class FakeChecker(object):
         self.params, self.secrets, self.check_mode = params, secrets, check_mode
         self.result = {"consumer_count": 1, "backlog": 0, "dead_letters": 0, "lrs": {"latency_ms": 8.0},
                        "probe": {"stored": False},
-                       "broker": {"memory": xc.broker_memory({"used_memory": 2 ** 20, "maxmemory": 2 ** 23,
-                                                               "maxmemory_policy": "noeviction"})}}
+                       "broker": {"memory": xc.broker_memory(
+                           {"used_memory": 2 ** 20, "maxmemory": 2 ** 23, "maxmemory_policy": "noeviction"})}}
         self.result.update(self.behaviour.get("result", {}))
         FakeChecker.instances.append(self)
 

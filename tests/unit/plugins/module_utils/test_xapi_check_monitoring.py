@@ -20,13 +20,13 @@ LIMITS = {
     "warning_broker_memory": 80.0, "critical_broker_memory": 95.0,
 }
 MIB = 2 ** 20
+# Nagios plugin guidelines: 'label'=value[UOM];[warn];[crit];[min];[max], UOM one of s ms us % B KB MB TB c.
+PERF = re.compile(r"^('[^']+'|[^'= ]+)=(U|-?[0-9.]+)(s|ms|us|%|B|KB|MB|TB|c)?(;[0-9.:~@-]*){0,4}$")
 
 
 def memory(used_mib, limit_mib=256, policy="noeviction", warning=80.0, critical=95.0):
     return xc.broker_memory({"used_memory": used_mib * MIB, "maxmemory": limit_mib * MIB, "maxmemory_policy": policy},
                             warning, critical)
-# Nagios plugin guidelines: 'label'=value[UOM];[warn];[crit];[min];[max], UOM one of s ms us % B KB MB TB c.
-PERF = re.compile(r"^('[^']+'|[^'= ]+)=(U|-?[0-9.]+)(s|ms|us|%|B|KB|MB|TB|c)?(;[0-9.:~@-]*){0,4}$")
 
 
 def healthy(**changes):
