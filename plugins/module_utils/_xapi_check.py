@@ -39,10 +39,17 @@ REDIS_SCHEMES = ("redis", "rediss")
 DEFAULT_REDIS_PORT = 6379
 
 # Names of the links, in pipeline order: the order of the `checks` list and of the messages.
-LINKS = ("broker", "consumers", "backlog", "dead_letters", "lrs", "credentials", "probe")
+LINKS = ("broker", "memory", "consumers", "backlog", "dead_letters", "lrs", "credentials", "probe")
 
 # Where the worker role keeps the statements the LRS refused for good (HTTP 4xx): a Redis list.
 DEAD_LETTER_KEY = "xapi.dead-letters"
+
+# The broker's used memory, in percent of its maxmemory, above which the checks warn and fail.
+MEMORY_WARNING = 80.0
+MEMORY_CRITICAL = 95.0
+# The only eviction policy under which a broker at its maxmemory refuses writes: under the others it
+# evicts keys instead, and is never "full".
+NO_EVICTION = "noeviction"
 
 
 class BrokerURLError(ValueError):
@@ -176,6 +183,47 @@ def msg_consumers(count, minimum, queue):
     if count == 0:
         return "no worker consumes queue %s" % queue
     return "only %d worker(s) consume queue %s, expected at least %d" % (count, queue, minimum)
+
+
+def size_text(size):
+    """Bytes for people: 1536 -> '1.5 KiB', 268435456 -> '256 MiB'."""
+    value, unit = float(size), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return "%s %s" % (perf_number(round(value, 1)), unit)
+
+
+def broker_memory(info, warning=MEMORY_WARNING, critical=MEMORY_CRITICAL):
+    """The broker's memory from its INFO memory: a dict of used, limit (bytes, 0: none), policy, percent
+    (None without a limit), level (ok, warning or critical) and msg.
+
+    A threshold that is None or negative is no threshold. Only under noeviction is a broker at its
+    limit full (it refuses the frontal's enqueues): under another policy it evicts, so its memory
+    is reported but raises no level.
+    """
+    used, limit = int(info.get("used_memory") or 0), int(info.get("maxmemory") or 0)
+    policy = str(info.get("maxmemory_policy") or "")
+    memory = {"used": used, "limit": limit, "policy": policy, "percent": None, "level": "ok"}
+    if not limit:
+        memory["msg"] = "broker has no memory limit (maxmemory 0), %s used" % size_text(used)
+        return memory
+    percent = round(100.0 * used / limit, 1)
+    memory["percent"] = percent
+    figures = "%s%% of its maxmemory (%s of %s)" % (perf_number(percent), size_text(used), size_text(limit))
+    if policy != NO_EVICTION:
+        memory["msg"] = ("broker memory at %s; it evicts at its limit (maxmemory-policy %s), it is never full"
+                         % (figures, policy or "unknown"))
+        return memory
+    for level, threshold in (("critical", limit_of(critical)), ("warning", limit_of(warning))):
+        if threshold is not None and percent >= threshold:
+            memory["level"] = level
+            memory["msg"] = ("broker memory at %s, over %s%%: when full it refuses new statements (noeviction)"
+                             % (figures, perf_number(threshold)))
+            return memory
+    memory["msg"] = "broker memory at %s" % figures
+    return memory
 
 
 def msg_backlog(backlog, maximum):
@@ -369,10 +417,12 @@ def nagios_report(result, checks, limits):
     """(state, line) of the monitoring command, from a Checker's result and checks.
 
     `limits`: min_consumers, warning_backlog, critical_backlog, warning_dead_letters,
-    critical_dead_letters, warning_lrs_latency and critical_lrs_latency (seconds); None or a
-    negative value is no limit. The Checker ran with the critical limits: each failed link is
-    CRITICAL, with the module's message. A backlog or dead letters above their warning limit, an
-    LRS slower than its warning limit, are WARNING; slower than the critical limit, CRITICAL.
+    critical_dead_letters, warning_lrs_latency and critical_lrs_latency (seconds),
+    warning_broker_memory and critical_broker_memory (percent); None or a negative value is no limit.
+    The Checker ran with the critical limits: each failed link is CRITICAL, with the module's message.
+    A backlog or dead letters above their warning limit, an LRS slower than its warning limit, a
+    broker under noeviction above its memory warning, are WARNING; slower than the critical limit,
+    CRITICAL.
     The text names the problems, worst first, then the figures.
     """
     problems = []  # (state, message), pipeline order
@@ -394,6 +444,9 @@ def nagios_report(result, checks, limits):
         problem = msg_dead_letters(dead, warning_dead, limits.get("dead_letter_key") or DEAD_LETTER_KEY)
         if problem:
             problems.append((WARNING, problem))
+    memory = (result.get("broker") or {}).get("memory")
+    if memory and memory.get("level") in ("warning", "critical") and "memory" not in failed:
+        problems.append((WARNING if memory["level"] == "warning" else CRITICAL, memory["msg"]))
     warning_latency = limit_of(limits.get("warning_lrs_latency"))
     critical_latency = limit_of(limits.get("critical_lrs_latency"))
     if latency is not None:
@@ -411,6 +464,12 @@ def nagios_report(result, checks, limits):
         "LRS did not answer" if latency_ms is None else "LRS answered in %.0f ms" % latency_ms,
         _count(dead, "%d dead letter(s)", "dead letters unknown"),
     ]
+    if not memory:
+        figures.append("broker memory unknown")
+    elif memory.get("percent") is None:
+        figures.append("broker without memory limit")
+    else:
+        figures.append("broker memory %s%%" % perf_number(memory["percent"]))
     probe = result.get("probe") or {}
     if probe.get("stored"):
         figures.append("probe stored in %.0f ms" % probe["latency_ms"])
@@ -427,6 +486,11 @@ def nagios_report(result, checks, limits):
                  0, uom="s"),
         perfdata("dead_letters", dead, warning_dead, limit_of(limits.get("critical_dead_letters")), 0),
     ]
+    # Thresholds only where they mean something: under noeviction (elsewhere the broker evicts).
+    bounded = bool(memory) and memory.get("policy") == NO_EVICTION
+    perf.append(perfdata("broker_memory", (memory or {}).get("percent"),
+                         limit_of(limits.get("warning_broker_memory")) if bounded else None,
+                         limit_of(limits.get("critical_broker_memory")) if bounded else None, 0, 100, uom="%"))
     if probe.get("stored"):
         perf.append(perfdata("probe_latency", round(probe["latency_ms"] / 1000.0, 4), None,
                              limits.get("probe_timeout"), 0, uom="s"))

@@ -32,6 +32,7 @@ from ._xapi_check import (
     PROBE_ACTIVITY_ID,
     BrokerURLError,
     backlog_keys,
+    broker_memory,
     consumers_of,
     credentials_verdict,
     format_seconds,
@@ -215,7 +216,7 @@ class Checker(object):
         self.parsed = parse_broker_url(params["broker_url"])
         self.result = {
             "changed": False,
-            "broker": {"url": redact_url(params["broker_url"]), "address": None,
+            "broker": {"url": redact_url(params["broker_url"]), "address": None, "memory": None,
                        "reachable": False, "authenticated": False},
             "consumers": [],
             "consumer_count": None,
@@ -263,6 +264,29 @@ class Checker(object):
             client.close()
         self.result["broker"].update(reachable=True, authenticated=True)
         self.add("broker", "ok", "broker at %s answered PING" % address)
+        return True
+
+    # memory ---------------------------------------------------------------------------------
+    def check_memory(self):
+        """The broker's used memory against its maxmemory. A broker that refuses INFO (an ACL user without it)
+        leaves it unknown: skipped, not failed."""
+        client = self.redis_client()
+        try:
+            info = client.info("memory")
+        except redis.ResponseError as exc:
+            self.add("memory", "skipped", "skipped: the broker refused INFO memory", self.error_text(exc))
+            return True
+        except (redis.RedisError, OSError) as exc:
+            self.add("memory", "failed", "broker memory unreadable", self.error_text(exc))
+            return False
+        finally:
+            client.close()
+        memory = broker_memory(info, self.p.get("broker_memory_warning"), self.p.get("broker_memory_critical"))
+        self.result["broker"]["memory"] = memory
+        if memory["level"] == "critical":
+            self.add("memory", "failed", memory["msg"])
+            return False
+        self.add("memory", "ok", ("warning: " if memory["level"] == "warning" else "") + memory["msg"])
         return True
 
     # consumers ------------------------------------------------------------------------------
@@ -440,11 +464,13 @@ class Checker(object):
     def run(self):
         broker_ok = self.check_broker()
         if broker_ok:
+            self.check_memory()
             consumers_ok = self.check_consumers()
             backlog_ok = self.check_backlog()
             self.check_dead_letters()
         else:
             consumers_ok = backlog_ok = False
+            self.add("memory", "skipped", "skipped: the broker is not usable")
             self.add("consumers", "skipped", "skipped: the broker is not usable")
             self.add("backlog", "skipped", "skipped: the broker is not usable")
             self.add("dead_letters", "skipped", "skipped: the broker is not usable")
@@ -520,6 +546,10 @@ def prepare(params):
         if params[option] <= 0:
             raise CheckInputError("%s must be greater than 0, got %s" % (option, format_seconds(params[option])),
                                   settings_used)
+    warning, critical = params.get("broker_memory_warning"), params.get("broker_memory_critical")
+    if (warning is not None and warning > 100) or (critical is not None and critical > 100):
+        raise CheckInputError("broker_memory_warning and broker_memory_critical are percentages of the broker's "
+                              "maxmemory: at most 100 (a negative value is no threshold)", settings_used)
     if params["min_consumers"] < 0 or params["consumer_retries"] < 0 or params["consumer_delay"] < 0:
         raise CheckInputError("min_consumers, consumer_retries and consumer_delay must not be negative", settings_used)
     return params, secrets, settings_used

@@ -15,6 +15,12 @@ description:
   - Checks, link by link, the pipeline that carries Esup-Pod's xAPI statements
     (frontal, Redis broker, Celery worker, LRS) and reports on each link.
   - "B(broker): the Redis broker answers a PING, and accepts the password of O(broker_url)."
+  - "B(memory): the broker's used memory against its C(maxmemory) (Redis C(INFO memory)), in percent.
+    Only under C(maxmemory-policy noeviction) does a broker at its limit refuse the frontal's enqueues:
+    there, at O(broker_memory_warning) percent the module warns, and at O(broker_memory_critical) the
+    check fails. Under another policy Redis evicts at its limit, so the memory is reported and never
+    fails; with C(maxmemory 0) the broker has no limit, and the module says so. A broker that refuses
+    C(INFO) (an ACL user without it) leaves it unknown: the link is skipped."
   - "B(consumers): how many Celery worker nodes consume O(queue), and their names, asked through a
     Celery app on the broker (the C(active_queues) command of Celery's C(inspect)). Workers that
     are still starting get O(consumer_retries) more attempts, O(consumer_delay) seconds apart."
@@ -39,10 +45,13 @@ description:
     probes up in the queue.
   - On failure, RV(msg) names the broken links, in pipeline order, joined by C(; ).
     The messages are C(broker unreachable at HOST:PORT), C(broker refused the password),
+    the memory's message (below),
     C(no worker consumes queue QUEUE), "only N worker(s) consume queue QUEUE, expected at least M",
     C(backlog N exceeds M), the dead letters' message (next item),
     C(LRS unreachable at URL), the redirect's message (below), C(LRS refused the credentials),
     C(LRS answered HTTP STATUS at URL) and C(probe not stored within N s).
+  - "The memory's message is C(broker memory at P% of its maxmemory (USED of LIMIT\\), over T%: when full it
+    refuses new statements (noeviction\\))."
   - 'The redirect''s message is C(XAPI_LRS_URL redirects to TARGET: set that URL), any password in TARGET masked.'
   - 'The dead letters'' message is C(N statement(s\) refused by the LRS wait in KEY (more than M\): list and replay them).'
   - The broker's password never appears in the output; URLs are shown as C(redis://:********@host:6380/6).
@@ -147,6 +156,20 @@ options:
         the rule (the count is still reported).
     type: int
     default: 0
+  broker_memory_warning:
+    description:
+      - The broker's used memory, in percent of its C(maxmemory), from which the module warns (a
+        warning in its output, RV(broker.memory.level=warning)). Only under C(noeviction).
+      - A negative value disables the rule.
+    type: float
+    default: 80
+  broker_memory_critical:
+    description:
+      - The broker's used memory, in percent of its C(maxmemory), from which the B(memory) check
+        fails. Only under C(noeviction), where a full broker refuses every new statement.
+      - A negative value disables the rule.
+    type: float
+    default: 95
   probe:
     description:
       - Send one probe statement end to end and wait until the LRS stores it.
@@ -232,6 +255,30 @@ broker:
     authenticated:
       description: The broker accepted the password and answered PING.
       type: bool
+    memory:
+      description: The broker's memory (null when it was not read).
+      type: dict
+      contains:
+        used:
+          description: Used memory (C(used_memory)), in bytes.
+          type: int
+        limit:
+          description: C(maxmemory) in bytes; 0 is no limit.
+          type: int
+        policy:
+          description: C(maxmemory-policy).
+          type: str
+          sample: noeviction
+        percent:
+          description: C(used) in percent of C(limit) (null without a limit).
+          type: float
+          sample: 12.5
+        level:
+          description: V(ok), V(warning) or V(critical), from O(broker_memory_warning) and O(broker_memory_critical).
+          type: str
+        msg:
+          description: The memory as a sentence.
+          type: str
 consumers:
   description: Names of the worker nodes that consume O(queue).
   returned: always
@@ -309,7 +356,7 @@ probe:
       description: How many lookups were made.
       type: int
 checks:
-  description: One entry a link, in pipeline order (broker, consumers, backlog, dead_letters, lrs, credentials, probe).
+  description: One entry a link, in pipeline order (broker, memory, consumers, backlog, dead_letters, lrs, credentials, probe).
   returned: always
   type: list
   elements: dict
@@ -381,6 +428,8 @@ def main():
             max_backlog=dict(type="int", default=1000),
             dead_letter_key=dict(type="str", default=DEAD_LETTER_KEY, no_log=False),
             max_dead_letters=dict(type="int", default=0),
+            broker_memory_warning=dict(type="float", default=80.0),
+            broker_memory_critical=dict(type="float", default=95.0),
             probe=dict(type="bool", default=True),
             probe_timeout=dict(type="float", default=30.0),
             timeout=dict(type="float", default=5.0),
@@ -406,6 +455,9 @@ def main():
     result = checker.result
     result.update(checks=checks, settings_used=settings_used, elapsed_ms=ms(time.monotonic() - started),
                   msg=summary_msg(checks))
+    memory = result["broker"].get("memory") or {}
+    if memory.get("level") == "warning":
+        module.warn(memory["msg"])
     if any(check["status"] == "failed" for check in checks):
         module.fail_json(**result)
     module.exit_json(**result)

@@ -284,6 +284,20 @@ def test_a_full_broker_skips_the_restore_round_refuses_the_start_then_drains(sta
         site.stop()
 
 
+def test_a_broker_at_its_limit_that_evicts_keys_with_an_expiry_is_not_full(start_redis, tmp_path, lrs):
+    """A site's cache under volatile-lru sits at its maxmemory for good: the node starts (its keys have no expiry)."""
+    broker = start_redis("--maxmemory-policy", "volatile-lru")
+    site = Site(tmp_path / "site", broker.url, lrs.url)
+    try:
+        broker.client.config_set("maxmemory", str(broker.client.info("memory")["used_memory"] - 4096))
+        assert broker.client.info("memory")["used_memory"] >= broker.client.info("memory")["maxmemory"]
+        done = site.restore_unacked(NODE)
+        assert done.returncode == 0, done.stdout
+        assert "the broker is at its memory limit" not in done.stdout
+    finally:
+        site.stop()
+
+
 def test_an_unsupported_kombu_is_refused_at_connection(broker, monkeypatch):
     monkeypatch.setattr(kombu, "__version__", "5.6.0")
     with pytest.raises(xapi_delivery.UnsupportedBroker) as refused:

@@ -32,10 +32,11 @@ WORKER_SETTINGS = "/opt/esup-pod-xapi/Esup-Pod/pod/custom/settings_local.py"
 CHECK_CONFIG = "/etc/celeryd-xapi/check/check.json"  # root's: which settings the command reads
 HEAL_TIMEOUT = 120  # seconds allowed for the command to say OK again after a repair
 # The role's defaults: worker_check_min_consumers, worker_monitoring_{warning,critical}_{backlog,dead_letters},
-# worker_monitoring_{warning,critical}_lrs_latency.
+# worker_monitoring_{warning,critical}_lrs_latency, worker_monitoring_{warning,critical}_broker_memory.
 OK_LINE = re.compile(
-    r"XAPI OK - 1 consumer\(s\), backlog 0, LRS answered in \d+ ms, 0 dead letter\(s\) \| "
-    r"consumers=1;;1:;0 backlog=0;100;1000;0 lrs_latency=(?P<latency>[0-9.]+)s;1;5;0 dead_letters=0;0;;0")
+    r"XAPI OK - 1 consumer\(s\), backlog 0, LRS answered in \d+ ms, 0 dead letter\(s\), broker memory [0-9.]+% \| "
+    r"consumers=1;;1:;0 backlog=0;100;1000;0 lrs_latency=(?P<latency>[0-9.]+)s;1;5;0 dead_letters=0;0;;0 "
+    r"broker_memory=[0-9.]+%;80;95;0;100")
 SITE = yaml.safe_load((Path(lab.REPO_ROOT) / "inventory" / "lab" / "group_vars" / "all" / "xapi.yml").read_text())
 PLANTED = [SITE["xapi_lrs_password"], SITE["xapi_broker_password"]]
 
@@ -84,9 +85,9 @@ def test_long_output_names_each_link():
     rc, lines = check("-v")
     assert rc == 0, lines
     assert [line.split()[:2] for line in lines[1:]] == [
-        ["broker", "ok"], ["consumers", "ok"], ["backlog", "ok"], ["dead_letters", "ok"], ["lrs", "ok"],
+        ["broker", "ok"], ["memory", "ok"], ["consumers", "ok"], ["backlog", "ok"], ["dead_letters", "ok"], ["lrs", "ok"],
         ["credentials", "ok"], ["probe", "skipped"]]
-    assert lines[2].endswith("1 worker(s) consume queue xapi: xapi@encoding")
+    assert lines[3].endswith("1 worker(s) consume queue xapi: xapi@encoding")
 
 
 def test_runs_as_the_workers_user_only():
@@ -163,8 +164,8 @@ def test_warning_with_a_backlog_above_the_warning_threshold():
         assert rc == 1, line
         found = re.fullmatch(
             r"XAPI WARNING - backlog (\d+) exceeds 100 \(0 consumer\(s\), backlog \1, LRS answered in \d+ ms, "
-            r"0 dead letter\(s\)\) \| consumers=0;;;0 backlog=\1;100;1000;0 lrs_latency=[0-9.]+s;1;5;0 "
-            r"dead_letters=0;0;;0", line)
+            r"0 dead letter\(s\), broker memory [0-9.]+%\) \| consumers=0;;;0 backlog=\1;100;1000;0 "
+            r"lrs_latency=[0-9.]+s;1;5;0 dead_letters=0;0;;0 broker_memory=[0-9.]+%;80;95;0;100", line)
         assert found, line
         assert int(found.group(1)) >= count
         # Above the critical threshold, given as an option, it is CRITICAL.
@@ -195,3 +196,43 @@ def test_no_secret_when_the_broker_and_the_lrs_refuse_the_passwords():
         assert " | consumers=U;;1:;0 backlog=U;100;1000;0 " in lines[0], text
     finally:
         host.run("rm -f %s" % wrong)
+
+
+def broker_cli(*words):
+    """redis-cli on the frontal against the lab's broker (the role's, noeviction), with its password."""
+    out = lab.host("frontal").run("REDISCLI_AUTH=%s redis-cli -p 6380 %s" % (
+        shlex.quote(SITE["xapi_broker_password"]), " ".join(shlex.quote(word) for word in words)))
+    assert out.rc == 0 and not out.stdout.startswith("ERR"), out.stdout + out.stderr
+    return out.stdout.strip()
+
+
+def test_warning_then_critical_as_the_broker_nears_its_memory_limit():
+    """The broker's maxmemory lowered for the test, so that what it holds is 85 %, then 97 %, of it; then put back."""
+    assert broker_cli("CONFIG", "GET", "maxmemory-policy").split()[-1] == "noeviction"
+    limit = broker_cli("CONFIG", "GET", "maxmemory").split()[-1]
+    used = int(broker_cli("INFO", "memory").split("used_memory:")[1].split()[0])
+    try:
+        broker_cli("CONFIG", "SET", "maxmemory", str(int(used / 0.85)))
+        rc, line = one_line()
+        assert rc == 1, line
+        found = re.fullmatch(r"XAPI WARNING - broker memory at ([0-9.]+)% of its maxmemory \(.+ of .+\), over 80%: "
+                             r"when full it refuses new statements \(noeviction\) \(1 consumer\(s\), .*, broker memory "
+                             r"\1%\) \| .* broker_memory=\1%;80;95;0;100", line)
+        assert found and 80 <= float(found.group(1)) < 95, line
+        print("\n" + line)
+        # The module, from the role's check entry point (verify.yml): a warning, the run passes.
+        rc, out = lab.run_playbook("playbooks/verify.yml", "-e", "worker_check_probe=false")
+        assert rc == 0, out[-3000:]
+        assert re.search(r"\[WARNING\]: broker memory at [0-9.]+% of its maxmemory \(.+\), over 80%: when full it "
+                         r"refuses new statements \(noeviction\)", out), out[-3000:]
+        broker_cli("CONFIG", "SET", "maxmemory", str(int(used / 0.97)))
+        rc, line = one_line()
+        assert rc == 2 and line.startswith("XAPI CRITICAL - broker memory at "), line
+        assert "over 95%: when full it refuses new statements (noeviction)" in line, line
+        print(line)
+        rc, out = lab.run_playbook("playbooks/verify.yml", "-e", "worker_check_probe=false")
+        assert rc != 0 and "over 95%: when full it refuses new statements (noeviction)" in out, out[-3000:]
+    finally:
+        broker_cli("CONFIG", "SET", "maxmemory", limit)
+    assert broker_cli("CONFIG", "GET", "maxmemory").split()[-1] == limit
+    assert OK_LINE.fullmatch(wait_ok())

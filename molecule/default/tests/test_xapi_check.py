@@ -138,8 +138,8 @@ def test_healthy_pipeline_delivers_the_probe():
     assert result["changed"] is True  # the probe added one statement to the LRS
     assert result["msg"].startswith("xAPI pipeline healthy"), run
     assert [c["name"] for c in result["checks"]] == [
-        "broker", "consumers", "backlog", "dead_letters", "lrs", "credentials", "probe"]
-    assert [c["status"] for c in result["checks"]] == ["ok"] * 7
+        "broker", "memory", "consumers", "backlog", "dead_letters", "lrs", "credentials", "probe"]
+    assert [c["status"] for c in result["checks"]] == ["ok"] * 8
     assert result["broker"]["reachable"] is True and result["broker"]["authenticated"] is True
     assert result["broker"]["url"].startswith("redis://:********@")
     assert result["consumer_count"] >= 1 and all("@" in node for node in result["consumers"])

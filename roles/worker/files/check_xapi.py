@@ -53,7 +53,7 @@ class Parser(argparse.ArgumentParser):
 def parser():
     p = Parser(
         prog=os.environ.get("XAPI_CHECK_PROG") or "xapi-check",
-        description="Check the xAPI pipeline (broker, consumers, backlog, dead letters, LRS) as a Nagios "
+        description="Check the xAPI pipeline (broker, its memory, consumers, backlog, dead letters, LRS) as a Nagios "
                     "plugin: one line with performance data; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. "
                     "Pod's settings and the LRS's CA come from %s, written by the role." % CONFIG,
     )
@@ -79,6 +79,12 @@ def parser():
                    help="WARNING when the LRS takes longer to answer; negative: no limit (default: %(default)s)")
     p.add_argument("--critical-lrs-latency", type=float, default=5.0, metavar="SECONDS",
                    help="CRITICAL when the LRS takes longer to answer; negative: no limit (default: %(default)s)")
+    p.add_argument("--warning-broker-memory", type=float, default=80.0, metavar="PERCENT",
+                   help="WARNING when the broker's used memory reaches this share of its maxmemory, under noeviction "
+                        "(a broker that evicts is never full); negative: no limit (default: %(default)s)")
+    p.add_argument("--critical-broker-memory", type=float, default=95.0, metavar="PERCENT",
+                   help="CRITICAL when the broker's used memory reaches this share of its maxmemory, under noeviction; "
+                        "negative: no limit (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                    help="for each network operation (default: %(default)s)")
     p.add_argument("--inspect-timeout", type=float, default=1.0, metavar="SECONDS",
@@ -144,6 +150,8 @@ def check_params(args, config):
         "max_backlog": args.critical_backlog,
         "dead_letter_key": args.dead_letter_key,
         "max_dead_letters": args.critical_dead_letters,
+        "broker_memory_warning": args.warning_broker_memory,
+        "broker_memory_critical": args.critical_broker_memory,
         "probe": args.probe,
         "probe_timeout": args.probe_timeout,
         "timeout": args.timeout,
@@ -163,6 +171,8 @@ def limits_of(args):
         "dead_letter_key": args.dead_letter_key,
         "warning_lrs_latency": args.warning_lrs_latency,
         "critical_lrs_latency": args.critical_lrs_latency,
+        "warning_broker_memory": args.warning_broker_memory,
+        "critical_broker_memory": args.critical_broker_memory,
         "probe_timeout": args.probe_timeout if args.probe else None,
     }
 

@@ -611,10 +611,12 @@ def restore_unacked(channel, node, visibility_timeout, now=None):
 
 
 def memory_full(client):
-    """(used, limit) when the broker is at its maxmemory, else None."""
+    """(used, limit) when the broker is at its maxmemory under noeviction, else None: under another policy
+    Redis evicts at its limit instead of refusing writes, and a site's cache sits there for good."""
     info = client.info("memory")
     used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
-    return (used, limit) if limit and used >= limit else None
+    full = limit and used >= limit and info.get("maxmemory_policy", "noeviction") == "noeviction"
+    return (used, limit) if full else None
 
 
 def before_start(app, node):

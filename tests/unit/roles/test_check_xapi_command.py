@@ -70,7 +70,9 @@ class FakeChecker(object):
     def __init__(self, params, secrets, check_mode=False):
         self.params, self.secrets, self.check_mode = params, secrets, check_mode
         self.result = {"consumer_count": 1, "backlog": 0, "dead_letters": 0, "lrs": {"latency_ms": 8.0},
-                       "probe": {"stored": False}}
+                       "probe": {"stored": False},
+                       "broker": {"memory": xc.broker_memory(
+                           {"used_memory": 2 ** 20, "maxmemory": 2 ** 23, "maxmemory_policy": "noeviction"})}}
         self.result.update(self.behaviour.get("result", {}))
         FakeChecker.instances.append(self)
 
@@ -114,8 +116,9 @@ def command(capfd, *argv):
 def test_healthy(capfd, fake, settings):
     state, lines = command(capfd, "--nodes", "xapi,bulk@other")
     assert state == 0
-    assert lines == ["XAPI OK - 1 consumer(s), backlog 0, LRS answered in 8 ms, 0 dead letter(s) | "
-                     "consumers=1;;1:;0 backlog=0;100;1000;0 lrs_latency=0.008s;1;5;0 dead_letters=0;0;;0"]
+    assert lines == ["XAPI OK - 1 consumer(s), backlog 0, LRS answered in 8 ms, 0 dead letter(s), broker memory 12.5% | "
+                     "consumers=1;;1:;0 backlog=0;100;1000;0 lrs_latency=0.008s;1;5;0 dead_letters=0;0;;0 "
+                     "broker_memory=12.5%;80;95;0;100"]
     params = fake.instances[0].params
     # The module's checks, with the settings' values and the critical limits.
     assert params["broker_url"] == BROKER_URL and params["lrs_password"] == LRS_SECRET
@@ -123,6 +126,7 @@ def test_healthy(capfd, fake, settings):
     assert params["nodes"] == ["xapi@encoding1", "bulk@other"]
     assert (params["max_backlog"], params["max_dead_letters"], params["min_consumers"]) == (1000, -1, 1)
     assert params["probe"] is False and params["consumer_retries"] == 0
+    assert (params["broker_memory_warning"], params["broker_memory_critical"]) == (80.0, 95.0)
     assert fake.instances[0].check_mode is False
     assert BROKER_SECRET in fake.instances[0].secrets and LRS_SECRET in fake.instances[0].secrets
 
@@ -292,3 +296,10 @@ def test_as_installed_by_the_role(tmp_path, settings):
 def test_own_nodes():
     assert check_xapi.own_nodes("xapi, bulk ,x@h,", hostname="enc") == ["xapi@enc", "bulk@enc", "x@h"]
     assert check_xapi.own_nodes("", hostname="enc") == []
+
+
+def test_the_broker_memory_thresholds_are_options(capfd, fake, settings):
+    state, lines = command(capfd, "--warning-broker-memory", "10", "--critical-broker-memory", "50")
+    assert (fake.instances[0].params["broker_memory_warning"], fake.instances[0].params["broker_memory_critical"]) == (
+        10.0, 50.0)
+    assert lines[0].endswith("broker_memory=12.5%;10;50;0;100")

@@ -17,14 +17,21 @@ LIMITS = {
     "min_consumers": 1, "warning_backlog": 100, "critical_backlog": 1000,
     "warning_dead_letters": 0, "critical_dead_letters": -1, "dead_letter_key": "xapi.dead-letters",
     "warning_lrs_latency": 1.0, "critical_lrs_latency": 5.0, "probe_timeout": None,
+    "warning_broker_memory": 80.0, "critical_broker_memory": 95.0,
 }
+MIB = 2 ** 20
 # Nagios plugin guidelines: 'label'=value[UOM];[warn];[crit];[min];[max], UOM one of s ms us % B KB MB TB c.
 PERF = re.compile(r"^('[^']+'|[^'= ]+)=(U|-?[0-9.]+)(s|ms|us|%|B|KB|MB|TB|c)?(;[0-9.:~@-]*){0,4}$")
 
 
+def memory(used_mib, limit_mib=256, policy="noeviction", warning=80.0, critical=95.0):
+    return xc.broker_memory({"used_memory": used_mib * MIB, "maxmemory": limit_mib * MIB, "maxmemory_policy": policy},
+                            warning, critical)
+
+
 def healthy(**changes):
     """A Checker's result and checks of a healthy pipeline, with CHANGES."""
-    result = {"consumer_count": 1, "backlog": 0, "dead_letters": 0,
+    result = {"consumer_count": 1, "backlog": 0, "dead_letters": 0, "broker": {"memory": memory(16)},
               "lrs": {"latency_ms": 12.3, "status": 200}, "probe": {"stored": False, "latency_ms": None}}
     result.update(changes)
     checks = [xc.new_check(name, "ok", "%s fine" % name) for name in xc.LINKS[:-1]]
@@ -51,8 +58,9 @@ def split(line):
 def test_healthy_is_ok_with_every_figure():
     state, line = xc.nagios_report(*healthy(), LIMITS)
     assert state == xc.OK == 0
-    assert line == ("XAPI OK - 1 consumer(s), backlog 0, LRS answered in 12 ms, 0 dead letter(s) | "
-                    "consumers=1;;1:;0 backlog=0;100;1000;0 lrs_latency=0.0123s;1;5;0 dead_letters=0;0;;0")
+    assert line == ("XAPI OK - 1 consumer(s), backlog 0, LRS answered in 12 ms, 0 dead letter(s), broker memory 6.2% | "
+                    "consumers=1;;1:;0 backlog=0;100;1000;0 lrs_latency=0.0123s;1;5;0 dead_letters=0;0;;0 "
+                    "broker_memory=6.2%;80;95;0;100")
     split(line)
 
 
@@ -62,7 +70,8 @@ def test_stopped_worker_is_critical_and_named_first():
     assert state == xc.CRITICAL == 2
     word, text, perf = split(line)
     assert word == "CRITICAL"
-    assert text == "no worker consumes queue xapi (0 consumer(s), backlog 0, LRS answered in 12 ms, 0 dead letter(s))"
+    assert text == ("no worker consumes queue xapi (0 consumer(s), backlog 0, LRS answered in 12 ms, 0 dead letter(s), "
+                    "broker memory 6.2%)")
     assert perf[0] == "consumers=0;;1:;0"
 
 
@@ -97,7 +106,7 @@ def test_dead_letters_warn_and_name_the_list():
     assert state == xc.WARNING
     assert split(line)[1].startswith(
         "2 statement(s) refused by the LRS wait in site.dead (more than 0): list and replay them (")
-    assert line.endswith("dead_letters=2;0;;0")
+    assert line.endswith("dead_letters=2;0;;0 broker_memory=6.2%;80;95;0;100")
 
 
 @pytest.mark.parametrize("latency_ms, expected, text", [
@@ -130,15 +139,16 @@ def test_unknown_figures_are_U():
     assert state == xc.CRITICAL
     word, text, perf = split(line)
     assert text == ("broker unreachable at frontal:6380; LRS unreachable at http://lrs:8100/xAPI/statements/ "
-                    "(consumers unknown, backlog unknown, LRS did not answer, dead letters unknown)")
-    assert perf == ["consumers=U;;1:;0", "backlog=U;100;1000;0", "lrs_latency=U;1;5;0", "dead_letters=U;0;;0"]
+                    "(consumers unknown, backlog unknown, LRS did not answer, dead letters unknown, broker memory unknown)")
+    assert perf == ["consumers=U;;1:;0", "backlog=U;100;1000;0", "lrs_latency=U;1;5;0", "dead_letters=U;0;;0",
+                    "broker_memory=U;;;0;100"]
 
 
 def test_a_stored_probe_adds_its_latency():
     result, checks = healthy(probe={"stored": True, "latency_ms": 412.4})
     state, line = xc.nagios_report(result, checks, dict(LIMITS, probe_timeout=30.0))
     assert state == xc.OK
-    assert "0 dead letter(s), probe stored in 412 ms |" in line
+    assert "0 dead letter(s), broker memory 6.2%, probe stored in 412 ms |" in line
     assert line.endswith(" probe_latency=0.4124s;;30;0")
 
 
@@ -171,3 +181,56 @@ def test_unknown_report():
 ])
 def test_redact_text(text, secrets, expected):
     assert xc.redact_text(text, secrets) == expected
+
+
+# --- the broker's memory ------------------------------------------------------------------------
+@pytest.mark.parametrize("used, state, word", [(200, xc.OK, "OK"), (205, xc.WARNING, "WARNING"),
+                                               (244, xc.CRITICAL, "CRITICAL")])
+def test_the_memory_of_a_noeviction_broker_against_its_thresholds(used, state, word):
+    """80 % of 256 MiB is 204.8 MiB and 95 % is 243.2 MiB."""
+    found = memory(used)
+    result, checks = healthy(broker={"memory": found})
+    if found["level"] == "critical":  # the Checker fails the memory link at its critical threshold
+        checks = fail(checks, "memory", found["msg"])
+    got, line = xc.nagios_report(result, checks, LIMITS)
+    assert (got, split(line)[0]) == (state, word)
+    assert "broker_memory=%s%%;80;95;0;100" % xc.perf_number(found["percent"]) in line
+    if state != xc.OK:
+        assert split(line)[1].startswith("broker memory at %s%% of its maxmemory (%d MiB of 256 MiB), over %s%%: when "
+                                         "full it refuses new statements (noeviction)"
+                                         % (xc.perf_number(found["percent"]), used, "80" if state == xc.WARNING else "95"))
+
+
+def test_exactly_at_the_warning_threshold_warns():
+    assert memory(80, 100)["level"] == "warning" and memory(79.9, 100)["level"] == "ok"
+    assert memory(95, 100)["level"] == "critical"
+
+
+@pytest.mark.parametrize("policy", ["volatile-lru", "volatile-ttl", "allkeys-lru", ""])
+def test_a_broker_that_evicts_is_never_full_nor_alerted(policy):
+    found = memory(256, policy=policy)
+    assert found["level"] == "ok" and found["percent"] == 100.0
+    assert found["msg"] == ("broker memory at 100%% of its maxmemory (256 MiB of 256 MiB); it evicts at its limit "
+                            "(maxmemory-policy %s), it is never full" % (policy or "unknown"))
+    state, line = xc.nagios_report(*healthy(broker={"memory": found}), LIMITS)
+    assert state == xc.OK
+    assert "broker_memory=100%;;;0;100" in line  # no thresholds where they mean nothing
+
+
+def test_a_broker_without_limit_says_so():
+    found = xc.broker_memory({"used_memory": 3 * MIB, "maxmemory": 0, "maxmemory_policy": "noeviction"})
+    assert found == {"used": 3 * MIB, "limit": 0, "policy": "noeviction", "percent": None, "level": "ok",
+                     "msg": "broker has no memory limit (maxmemory 0), 3 MiB used"}
+    state, line = xc.nagios_report(*healthy(broker={"memory": found}), LIMITS)
+    assert state == xc.OK and ", broker without memory limit |" in line and "broker_memory=U;80;95;0;100" in line
+
+
+def test_negative_or_missing_thresholds_are_no_threshold():
+    assert memory(255, warning=-1, critical=-1)["level"] == "ok"
+    assert memory(255, warning=None, critical=None)["level"] == "ok"
+    assert memory(255, warning=50, critical=-1)["level"] == "warning"
+
+
+def test_sizes_read_as_people_read_them():
+    assert [xc.size_text(n) for n in (0, 1023, 1536, 256 * MIB, 3 * 2 ** 30 // 2)] == [
+        "0 B", "1023 B", "1.5 KiB", "256 MiB", "1.5 GiB"]

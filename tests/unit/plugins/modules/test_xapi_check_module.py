@@ -69,6 +69,7 @@ class Lab(object):
         self.redis_urls = []
         self.posts = []  # the bodies POSTed to the LRS
         self.verify = []  # what each request to the LRS verified the certificate with
+        self.memory = {"used_memory": 16 * 2 ** 20, "maxmemory": 256 * 2 ** 20, "maxmemory_policy": "noeviction"}
 
 
 @pytest.fixture
@@ -93,6 +94,12 @@ def lab(monkeypatch):
 
         def pipeline(self, transaction=True):
             return Pipeline()
+
+        def info(self, section):
+            assert section == "memory"
+            if "info" in state.errors:
+                raise state.errors["info"]
+            return dict(state.memory)
 
         def llen(self, key):
             if "llen" in state.errors:
@@ -224,9 +231,12 @@ def test_healthy_pipeline_with_probe(capsys, lab):
     assert not result.get("failed")
     assert result["changed"] is True
     assert statuses(result) == dict.fromkeys(
-        ("broker", "consumers", "backlog", "dead_letters", "lrs", "credentials", "probe"), "ok")
+        ("broker", "memory", "consumers", "backlog", "dead_letters", "lrs", "credentials", "probe"), "ok")
+    memory = result["broker"].pop("memory")
     assert result["broker"] == {"url": "redis://:********@frontal:6379/6", "address": "frontal:6379",
                                 "reachable": True, "authenticated": True}
+    assert memory["percent"] == 6.2 and memory["level"] == "ok" and memory["policy"] == "noeviction"
+    assert memory["msg"] == "broker memory at 6.2% of its maxmemory (16 MiB of 256 MiB)"
     assert result["consumers"] == ["xapi@encoding"] and result["consumer_count"] == 1
     assert result["backlog"] == 0 and result["dead_letters"] == 0
     assert result["lrs"]["status"] == 400 and result["lrs"]["credentials"] is True
@@ -261,7 +271,7 @@ def test_broker_refuses_password(capsys, lab):
     assert result["failed"] is True
     assert result["msg"] == "broker refused the password"
     assert result["broker"]["reachable"] is True and result["broker"]["authenticated"] is False
-    assert statuses(result) == {"broker": "failed", "consumers": "skipped", "backlog": "skipped",
+    assert statuses(result) == {"broker": "failed", "memory": "skipped", "consumers": "skipped", "backlog": "skipped",
                                 "dead_letters": "skipped", "lrs": "ok", "credentials": "ok", "probe": "skipped"}
     assert result["changed"] is False and lab.sent == []
 
@@ -507,3 +517,57 @@ def test_a_missing_lrs_ca_file_fails_before_any_request(capsys, lab, tmp_path):
     assert result["failed"] is True and lab.verify == [] and lab.sent == []
     assert result["msg"] == ("lrs_ca_file %s does not exist: the LRS's certificate cannot be verified against it"
                              % (tmp_path / "absent.pem"))
+
+
+# --- the broker's memory --------------------------------------------------------------------------
+def test_a_broker_near_its_limit_under_noeviction_warns_then_fails(capsys, lab):
+    lab.memory.update(used_memory=210 * 2 ** 20)
+    result = run(capsys, probe=False)
+    assert not result.get("failed")
+    assert result["broker"]["memory"]["level"] == "warning" and result["broker"]["memory"]["percent"] == 82.0
+    warning = ("broker memory at 82% of its maxmemory (210 MiB of 256 MiB), over 80%: when full it refuses new "
+               "statements (noeviction)")
+    assert result["broker"]["memory"]["msg"] == warning
+    assert warning in json.dumps(result["warnings"])  # a plain string or a WarningSummary, by ansible-core release
+    lab.memory.update(used_memory=250 * 2 ** 20)
+    result = run(capsys, probe=False)
+    assert result["failed"] is True
+    assert result["msg"] == ("broker memory at 97.7% of its maxmemory (250 MiB of 256 MiB), over 95%: when full it "
+                             "refuses new statements (noeviction)")
+    assert statuses(result)["memory"] == "failed"
+
+
+def test_the_memory_thresholds_are_options(capsys, lab):
+    lab.memory.update(used_memory=210 * 2 ** 20)
+    result = run(capsys, probe=False, broker_memory_warning=90, broker_memory_critical=-1)
+    assert not result.get("failed") and result["broker"]["memory"]["level"] == "ok"
+    result = run(capsys, probe=False, broker_memory_critical=50)
+    assert result["failed"] is True and "over 50%" in result["msg"]
+
+
+def test_a_broker_that_evicts_is_never_full(capsys, lab):
+    lab.memory.update(used_memory=256 * 2 ** 20, maxmemory_policy="volatile-lru")
+    result = run(capsys, probe=False)
+    assert not result.get("failed")
+    assert result["broker"]["memory"]["level"] == "ok" and result["broker"]["memory"]["percent"] == 100.0
+    assert "it evicts at its limit (maxmemory-policy volatile-lru), it is never full" in result["broker"]["memory"]["msg"]
+
+
+def test_a_broker_without_limit_is_said_so(capsys, lab):
+    lab.memory.update(maxmemory=0)
+    result = run(capsys, probe=False)
+    assert not result.get("failed")
+    assert result["broker"]["memory"]["percent"] is None
+    assert result["broker"]["memory"]["msg"] == "broker has no memory limit (maxmemory 0), 16 MiB used"
+
+
+def test_a_broker_that_refuses_info_leaves_the_memory_unknown(capsys, lab):
+    lab.errors["info"] = ResponseError("NOPERM this user has no permissions to run the 'info' command")
+    result = run(capsys, probe=False)
+    assert not result.get("failed")
+    assert statuses(result)["memory"] == "skipped" and result["broker"]["memory"] is None
+
+
+def test_memory_thresholds_above_100_are_refused(capsys, lab):
+    result = run(capsys, broker_memory_critical=120)
+    assert result["failed"] is True and "at most 100" in result["msg"]
