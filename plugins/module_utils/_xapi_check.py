@@ -225,7 +225,8 @@ def broker_memory(info, warning=MEMORY_WARNING, critical=MEMORY_CRITICAL):
     for level, threshold in (("critical", limit_of(critical)), ("warning", limit_of(warning))):
         if threshold is not None and percent >= threshold:
             memory["level"] = level
-            memory["msg"] = ("broker memory at %s, over %s%%: when full it refuses new statements (noeviction)"
+            memory["msg"] = ("broker memory at %s, over %s%%: when full it refuses new statements (noeviction), so "
+                             "look at the backlog and the dead letters, or raise broker_maxmemory and run site.yml"
                              % (figures, perf_number(threshold)))
             return memory
     memory["msg"] = "broker memory at %s" % figures

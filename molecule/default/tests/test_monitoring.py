@@ -218,7 +218,7 @@ def test_warning_then_critical_as_the_broker_nears_its_memory_limit():
         rc, line = one_line()
         assert rc == 1, line
         found = re.fullmatch(r"XAPI WARNING - broker memory at ([0-9.]+)% of its maxmemory \(.+ of .+\), over 80%: "
-                             r"when full it refuses new statements \(noeviction\) \(1 consumer\(s\), .*, broker memory "
+                             r"when full it refuses new statements \(noeviction\), so look at [^|(]*\(1 consumer\(s\), .*, broker memory "
                              r"\1%\) \| .* broker_memory=\1%;80;95;0;100", line)
         assert found and 80 <= float(found.group(1)) < 95, line
         print("\n" + line)

