@@ -215,7 +215,7 @@ def test_wrong_broker_password():
     assert run.msg.startswith("broker refused the password: "), run
     assert run.result["broker"] == {
         "url": "redis://:********@frontal:6380/6", "address": "frontal:6380",
-        "reachable": True, "authenticated": False,
+        "reachable": True, "authenticated": False, "memory": None,
     }
     assert run.status("consumers") == "skipped" and run.status("backlog") == "skipped"
     assert run.status("lrs") == "ok"
