@@ -400,3 +400,40 @@ def plan(text, settings, secrets, filename="<settings>", block_id=""):
         "before": mask_text(old_block, secret_names, secret_values, filename, old_block_names, block_id),
         "after": mask_text(new_block, secret_names, secret_values, filename, block_id=block_id),
     }
+
+
+def remove_text(text, block_id=""):
+    """Return text without its managed block block_id, and without the blank line that update_text put
+    before it (or, first in the file, after it): a file that had no block gets back its bytes, but for a
+    line break that update_text added at its end and a blank line that ended it."""
+    bom = ""
+    if text.startswith(_BOM):
+        bom, text = _BOM, text[len(_BOM):]
+    span = find_block(text, block_id)
+    if span is None:
+        return bom + text
+    newline = detect_newline(text)
+    prefix, suffix = text[:span[0]], text[span[1]:]
+    if prefix.endswith(newline + newline):
+        prefix = prefix[:-len(newline)]
+    elif not prefix and suffix.startswith(newline):
+        suffix = suffix[len(newline):]
+    return bom + prefix + suffix
+
+
+def plan_absent(text, filename="<settings>", block_id=""):
+    """Like plan, for removing the block: new_text, changed, names (those the block held), before (the
+    block, every value hidden) and after ('')."""
+    _parse(text, filename)
+    new_text = remove_text(text, block_id)
+    check_compiles(new_text, filename)
+    old_block = block_text(text, block_id)
+    names = _block_names(old_block, filename, block_id)
+    return {
+        "new_text": new_text,
+        "changed": new_text != text,
+        "names": sorted(names),
+        "shadowed": [],
+        "before": mask_text(old_block, names, (), filename, names, block_id),
+        "after": "",
+    }

@@ -160,20 +160,24 @@ def consumers_of(active_queues, queue):
     return sorted(nodes)
 
 
-# Messages: each names the broken link. Tests and admins grep for these exact words.
+# Messages: each names the broken link, then, after a colon, what to do next. Tests and admins grep
+# for the words before the colon.
 def msg_broker_unreachable(address):
-    return "broker unreachable at %s" % address
+    return ("broker unreachable at %s: check that the broker runs (systemctl status redis-server@xapi on the "
+            "broker host) and that this host reaches that port (docs/admin-guide.md, network flows)" % address)
 
 
 def msg_broker_auth():
-    return "broker refused the password"
+    return ("broker refused the password: set xapi_broker_password to the broker's password (in the vault), "
+            "then run site.yml")
 
 
 def msg_missing_nodes(missing, queue):
     """None when every expected node consumes the queue, else the message naming those that do not."""
     if not missing:
         return None
-    return "node(s) %s do not consume queue %s" % (", ".join(sorted(missing)), queue)
+    return ("node(s) %s do not consume queue %s: start them (systemctl start celeryd-xapi on their host) and read "
+            "their log in /var/log/celeryd-xapi/" % (", ".join(sorted(missing)), queue))
 
 
 def msg_consumers(count, minimum, queue):
@@ -181,8 +185,10 @@ def msg_consumers(count, minimum, queue):
     if count >= minimum:
         return None
     if count == 0:
-        return "no worker consumes queue %s" % queue
-    return "only %d worker(s) consume queue %s, expected at least %d" % (count, queue, minimum)
+        return ("no worker consumes queue %s: start the worker (systemctl start celeryd-xapi on the encoding hosts), "
+                "then read its log in /var/log/celeryd-xapi/" % queue)
+    return ("only %d worker(s) consume queue %s, expected at least %d: start the others (systemctl status "
+            "celeryd-xapi on each encoding host)" % (count, queue, minimum))
 
 
 def size_text(size):
@@ -219,7 +225,8 @@ def broker_memory(info, warning=MEMORY_WARNING, critical=MEMORY_CRITICAL):
     for level, threshold in (("critical", limit_of(critical)), ("warning", limit_of(warning))):
         if threshold is not None and percent >= threshold:
             memory["level"] = level
-            memory["msg"] = ("broker memory at %s, over %s%%: when full it refuses new statements (noeviction)"
+            memory["msg"] = ("broker memory at %s, over %s%%: when full it refuses new statements (noeviction), so "
+                             "look at the backlog and the dead letters, or raise broker_maxmemory and run site.yml"
                              % (figures, perf_number(threshold)))
             return memory
     memory["msg"] = "broker memory at %s" % figures
@@ -230,36 +237,42 @@ def msg_backlog(backlog, maximum):
     """None when the backlog is within `maximum` (a negative maximum disables the rule)."""
     if maximum is None or maximum < 0 or backlog <= maximum:
         return None
-    return "backlog %d exceeds %d" % (backlog, maximum)
+    return ("backlog %d exceeds %d: look at the LRS checks and the workers' logs in /var/log/celeryd-xapi/ (the "
+            "workers deliver slower than Pod enqueues, or not at all)" % (backlog, maximum))
 
 
 def msg_dead_letters(count, maximum, key=DEAD_LETTER_KEY):
     """None when the dead letters are within `maximum` (a negative maximum disables the rule)."""
     if maximum is None or maximum < 0 or count <= maximum:
         return None
-    return "%d statement(s) refused by the LRS wait in %s (more than %d): list and replay them" % (count, key, maximum)
+    return ("%d statement(s) refused by the LRS wait in %s (more than %d): list them (celeryd-xapi-dead-letters list), "
+            "fix the cause, then replay them (celeryd-xapi-dead-letters replay --all)" % (count, key, maximum))
 
 
 def msg_lrs_unreachable(url):
-    return "LRS unreachable at %s" % redact_url(url)
+    return ("LRS unreachable at %s: check xapi_lrs_url, that this host resolves and reaches it (DNS, firewall, "
+            "proxy), and that the LRS is up" % redact_url(url))
 
 
 def msg_lrs_refused():
-    return "LRS refused the credentials"
+    return ("LRS refused the credentials: set xapi_lrs_login and xapi_lrs_password (in the vault) to an account "
+            "the LRS accepts, then run site.yml")
 
 
 def msg_lrs_status(status, url):
-    return "LRS answered HTTP %s at %s" % (status, redact_url(url))
+    return ("LRS answered HTTP %s at %s: check that xapi_lrs_url is the LRS's statements URL, and the LRS's own "
+            "log" % (status, redact_url(url)))
 
 
 def msg_lrs_redirect(location, url):
     """An LRS that redirects its statements URL: a POST is never delivered through a redirect."""
     target = urljoin(url or "", location or "") if location else "an unnamed location"
-    return "XAPI_LRS_URL redirects to %s: set that URL" % redact_url(target)
+    return "XAPI_LRS_URL redirects to %s: set xapi_lrs_url to that URL, then run site.yml" % redact_url(target)
 
 
 def msg_probe_timeout(timeout):
-    return "probe not stored within %s s" % format_seconds(timeout)
+    return ("probe not stored within %s s: read the workers' logs in /var/log/celeryd-xapi/ (a slow LRS: raise "
+            "worker_check_probe_timeout)" % format_seconds(timeout))
 
 
 def credentials_verdict(status):

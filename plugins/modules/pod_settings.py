@@ -77,6 +77,16 @@ options:
         that only runs Pod's Celery worker).
     type: bool
     default: false
+  state:
+    description:
+      - With V(present), the block holds O(settings) and O(secrets).
+      - With V(absent), the block is removed, with the blank line written before it, so that a file the
+        module added the block to gets its bytes back. O(settings), O(secrets) and O(create) are ignored,
+        and a missing file is left missing. The names the block held are hidden in the diff.
+    type: str
+    choices: [present, absent]
+    default: present
+    version_added: 0.1.0
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.files
@@ -121,6 +131,12 @@ EXAMPLES = r"""
     secrets:
       XAPI_LRS_PWD: "{{ vault_lrs_password }}"
     mode: "0640"
+
+- name: Remove the xAPI block of the Pod frontal's settings
+  esup_pod.xapi.pod_settings:
+    path: /usr/local/django_projects/podv4/pod/custom/settings_local.py
+    block: frontal
+    state: absent
 """
 
 RETURN = r"""
@@ -174,6 +190,7 @@ from ansible.module_utils.common.text.converters import to_bytes, to_native
 from ansible_collections.esup_pod.xapi.plugins.module_utils._pod_settings import (
     PodSettingsError,
     plan,
+    plan_absent,
 )
 
 
@@ -216,6 +233,7 @@ def main():
             secrets=dict(type="dict", default={}, no_log=True),
             create=dict(type="bool", default=False),
             block=dict(type="str", default=""),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
         add_file_common_args=True,
         supports_check_mode=True,
@@ -224,8 +242,11 @@ def main():
     settings = module.params["settings"] or {}
     secrets = module.params["secrets"] or {}
     result = dict(changed=False, path=path)
+    absent = module.params["state"] == "absent"
 
     exists = os.path.exists(to_bytes(path))
+    if absent and not exists:
+        module.exit_json(names=[], shadowed=[], **result)
     if exists:
         if not os.path.isfile(to_bytes(path)):
             module.fail_json(msg="%s is not a regular file" % path, **result)
@@ -242,7 +263,10 @@ def main():
         )
 
     try:
-        outcome = plan(text, settings, secrets, filename=path, block_id=module.params["block"])
+        if absent:
+            outcome = plan_absent(text, filename=path, block_id=module.params["block"])
+        else:
+            outcome = plan(text, settings, secrets, filename=path, block_id=module.params["block"])
     except PodSettingsError as exc:
         module.fail_json(msg=to_native(exc), **result)
 

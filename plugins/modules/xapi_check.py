@@ -44,16 +44,18 @@ description:
   - The probe runs only when every other link is healthy, so that a broken pipeline never piles
     probes up in the queue.
   - On failure, RV(msg) names the broken links, in pipeline order, joined by C(; ).
-    The messages are C(broker unreachable at HOST:PORT), C(broker refused the password),
+  - Each message names the cause, then, after a colon, what to do next (for example, after C(LRS refused the
+    credentials), the variables to set and that C(site.yml) must run again).
+  - The causes are C(broker unreachable at HOST:PORT), C(broker refused the password),
     the memory's message (below),
     C(no worker consumes queue QUEUE), "only N worker(s) consume queue QUEUE, expected at least M",
     C(backlog N exceeds M), the dead letters' message (next item),
     C(LRS unreachable at URL), the redirect's message (below), C(LRS refused the credentials),
     C(LRS answered HTTP STATUS at URL) and C(probe not stored within N s).
   - "The memory's message is C(broker memory at P% of its maxmemory (USED of LIMIT\\), over T%: when full it
-    refuses new statements (noeviction\\))."
-  - 'The redirect''s message is C(XAPI_LRS_URL redirects to TARGET: set that URL), any password in TARGET masked.'
-  - 'The dead letters'' message is C(N statement(s\) refused by the LRS wait in KEY (more than M\): list and replay them).'
+    refuses new statements (noeviction\\)), then what to do next."
+  - 'The redirect''s cause is C(XAPI_LRS_URL redirects to TARGET), any password in TARGET masked.'
+  - 'The dead letters'' cause is C(N statement(s\) refused by the LRS wait in KEY (more than M\)).'
   - The broker's password never appears in the output; URLs are shown as C(redis://:********@host:6380/6).
   - "B(Where it runs): on an encoding host (group C(pod_encoding)), with C(ansible_python_interpreter)
     set to the Celery worker's virtualenv python, for example

@@ -6,9 +6,12 @@
   --git PATH       HEAD, branches and remotes of a checkout
   --pip VENV       pip freeze of a virtualenv
   --passwd USER    the user's passwd entry
+  --tree PATH      every path under a folder (the sha256 of each file, the target of each link)
+  --accounts       the names of every user and group
 """
 
 import argparse
+import grp
 import hashlib
 import json
 import os
@@ -21,14 +24,31 @@ def sha256(path):
         return hashlib.sha256(handle.read()).hexdigest()
 
 
+def tree(top):
+    """{relative path: sha256 of a file, '-> target' of a link, 'dir' of a folder} of everything under top."""
+    found = {}
+    for root, dirs, files in os.walk(top):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            relative = os.path.relpath(path, top)
+            if os.path.islink(path):
+                found[relative] = "-> " + os.readlink(path)
+            elif os.path.isdir(path):
+                found[relative] = "dir"
+            elif os.path.isfile(path):
+                found[relative] = sha256(path)
+    return found
+
+
 def run(*argv):
     return subprocess.run(argv, check=True, text=True, stdout=subprocess.PIPE).stdout.strip()
 
 
 def main():
     parser = argparse.ArgumentParser()
-    for option in ("file", "dir", "service", "git", "pip", "passwd"):
+    for option in ("file", "dir", "service", "git", "pip", "passwd", "tree"):
         parser.add_argument("--" + option, action="append", default=[])
+    parser.add_argument("--accounts", action="store_true")
     args = parser.parse_args()
     snapshot = {"files": {}, "dirs": {}, "services": {}, "git": {}, "pip": {}, "passwd": {}}
     for path in args.file:
@@ -48,6 +68,11 @@ def main():
         snapshot["pip"][venv] = run(os.path.join(venv, "bin", "pip"), "freeze", "--all").splitlines()
     for user in args.passwd:
         snapshot["passwd"][user] = ":".join(str(field) for field in pwd.getpwnam(user))
+    if args.tree:
+        snapshot["trees"] = {top: tree(top) for top in args.tree}
+    if args.accounts:
+        snapshot["accounts"] = {"users": sorted(entry.pw_name for entry in pwd.getpwall()),
+                                "groups": sorted(entry.gr_name for entry in grp.getgrall())}
     print(json.dumps(snapshot, indent=1, sort_keys=True))
 
 

@@ -515,7 +515,7 @@ def lrs_redirects(lab_, count, spread):
         lab.until("the worker logs the 301's target", lambda: lab_.logged("(HTTP 301) to %s:" % moved, marks), 120)
         # The admin's check and a new deployment name the target, and the deployment changes nothing.
         rc, out = lab.run_playbook("playbooks/verify.yml", "--limit", lab_.first, "-e", "worker_check_probe=false")
-        row.details["check"] = (rc, "XAPI_LRS_URL redirects to %s: set that URL" % moved in out)
+        row.details["check"] = (rc, "XAPI_LRS_URL redirects to %s: set xapi_lrs_url to that URL" % moved in out)
         rc, out = lab.run_playbook("playbooks/site.yml")
         recap = [line for line in out.splitlines() if " : ok=" in line]
         row.details["deploy"] = (rc, "redirects to %s (HTTP 301): set that URL in xapi_lrs_url" % moved in out,

@@ -2,7 +2,7 @@
 # Copyright: Esup-Pod xAPI collection maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""What the unit tests need from ansible-core, on every release that meta/runtime.yml claims.
+"""What the unit tests need from ansible-core, on every release that meta/runtime.yml claims, and one helper.
 
 ansible-core 2.19 has ``ansible.module_utils.testing.patch_module_args``; 2.18 has not, and takes a
 module's arguments from ``ansible.module_utils.basic._ANSIBLE_ARGS``, which the stand-in sets.
@@ -29,3 +29,9 @@ except ImportError:  # ansible-core 2.18
             yield
 
 __all__ = ["patch_module_args"]
+
+
+def cause(msg):
+    """An xapi_check failure message without its next steps: each failure (they are joined by '; ') up to
+    its first ': '. None stays None."""
+    return None if msg is None else "; ".join(part.split(": ", 1)[0] for part in msg.split("; "))

@@ -8,8 +8,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 pytest_plugins = ["lablib.fixtures"]
 
 # They break links of the pipeline and heal them, restart and reboot hosts: after every test that
-# compares the site with its state before the deployment, in this order, the faults last.
-LAST = ("test_xapi_check", "test_monitoring", "test_turning_off", "test_faults")
+# compares the site with its state before the deployment, in this order, the faults, then the
+# uninstall, which leaves the lab without the collection.
+LAST = ("test_xapi_check", "test_monitoring", "test_turning_off", "test_faults", "test_uninstall")
 
 
 def pytest_configure(config):

@@ -146,7 +146,8 @@ def test_critical_with_the_worker_stopped():
     try:
         rc, line = one_line()
         assert rc == 2, line
-        assert line.startswith("XAPI CRITICAL - no worker consumes queue xapi (0 consumer(s), backlog 0, "), line
+        assert line.startswith("XAPI CRITICAL - no worker consumes queue xapi: start the worker "), line
+        assert " (0 consumer(s), backlog 0, " in line, line
         assert " | consumers=0;;1:;0 backlog=0;100;1000;0 " in line, line
     finally:
         assert encoding().run(WORKER_SERVICE + " start").rc == 0
@@ -163,14 +164,14 @@ def test_warning_with_a_backlog_above_the_warning_threshold():
         rc, line = one_line("--min-consumers", "0", "--nodes", "")
         assert rc == 1, line
         found = re.fullmatch(
-            r"XAPI WARNING - backlog (\d+) exceeds 100 \(0 consumer\(s\), backlog \1, LRS answered in \d+ ms, "
+            r"XAPI WARNING - backlog (\d+) exceeds 100: look at [^|]* \(0 consumer\(s\), backlog \1, LRS answered in \d+ ms, "
             r"0 dead letter\(s\), broker memory [0-9.]+%\) \| consumers=0;;;0 backlog=\1;100;1000;0 "
             r"lrs_latency=[0-9.]+s;1;5;0 dead_letters=0;0;;0 broker_memory=[0-9.]+%;80;95;0;100", line)
         assert found, line
         assert int(found.group(1)) >= count
         # Above the critical threshold, given as an option, it is CRITICAL.
         rc, line = one_line("--min-consumers", "0", "--nodes", "", "--critical-backlog", str(count - 1))
-        assert rc == 2 and line.startswith("XAPI CRITICAL - backlog %s exceeds %d (" % (found.group(1), count - 1)), line
+        assert rc == 2 and line.startswith("XAPI CRITICAL - backlog %s exceeds %d: " % (found.group(1), count - 1)), line
     finally:
         assert encoding().run(WORKER_SERVICE + " start").rc == 0
     # The worker drains the backlog once it is back.
@@ -191,8 +192,9 @@ def test_no_secret_when_the_broker_and_the_lrs_refuse_the_passwords():
         text = "\n".join(lines)
         assert broker_secret not in text and lrs_secret not in text
         assert rc == 2, text
-        assert lines[0].startswith("XAPI CRITICAL - broker refused the password; LRS refused the credentials "
-                                   "(consumers unknown, backlog unknown, LRS answered in "), text
+        assert lines[0].startswith("XAPI CRITICAL - broker refused the password: set xapi_broker_password "), text
+        assert "; LRS refused the credentials: set xapi_lrs_login and xapi_lrs_password " in lines[0], text
+        assert " (consumers unknown, backlog unknown, LRS answered in " in lines[0], text
         assert " | consumers=U;;1:;0 backlog=U;100;1000;0 " in lines[0], text
     finally:
         host.run("rm -f %s" % wrong)
@@ -216,7 +218,7 @@ def test_warning_then_critical_as_the_broker_nears_its_memory_limit():
         rc, line = one_line()
         assert rc == 1, line
         found = re.fullmatch(r"XAPI WARNING - broker memory at ([0-9.]+)% of its maxmemory \(.+ of .+\), over 80%: "
-                             r"when full it refuses new statements \(noeviction\) \(1 consumer\(s\), .*, broker memory "
+                             r"when full it refuses new statements \(noeviction\), so look at [^|(]*\(1 consumer\(s\), .*, broker memory "
                              r"\1%\) \| .* broker_memory=\1%;80;95;0;100", line)
         assert found and 80 <= float(found.group(1)) < 95, line
         print("\n" + line)

@@ -198,7 +198,7 @@ def test_the_last_option_wins_over_the_wrappers(capfd, fake, settings):
     state, lines = command(capfd, "--warning-backlog", "100", "--critical-backlog",
                            "1000", "--warning-backlog", "3", "--min-consumers", "0", "--nodes", "")
     assert state == 1
-    assert lines[0].startswith("XAPI WARNING - backlog 5 exceeds 3 (")
+    assert lines[0].startswith("XAPI WARNING - backlog 5 exceeds 3: look at ")
     assert "backlog=5;3;1000;0" in lines[0] and "consumers=1;;;0" in lines[0]
     assert fake.instances[0].params["nodes"] == [] and fake.instances[0].params["min_consumers"] == 0
 

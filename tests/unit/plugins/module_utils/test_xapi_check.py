@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import datetime
 
+import re
+
 import pytest
 
 from ansible_collections.esup_pod.xapi.plugins.module_utils import _xapi_check as xc
+from ansible_collections.esup_pod.xapi.tests.unit.compat import cause
 
 
 # --- broker URL ---------------------------------------------------------------------------------
@@ -119,14 +122,14 @@ def test_consumers_of():
 
 # --- messages and thresholds --------------------------------------------------------------------
 def test_fixed_messages():
-    assert xc.msg_broker_unreachable("frontal:6379") == "broker unreachable at frontal:6379"
-    assert xc.msg_broker_auth() == "broker refused the password"
-    assert xc.msg_lrs_refused() == "LRS refused the credentials"
-    assert xc.msg_lrs_unreachable("http://lrs:8100/xAPI/statements/") == (
+    assert cause(xc.msg_broker_unreachable("frontal:6379")) == "broker unreachable at frontal:6379"
+    assert cause(xc.msg_broker_auth()) == "broker refused the password"
+    assert cause(xc.msg_lrs_refused()) == "LRS refused the credentials"
+    assert cause(xc.msg_lrs_unreachable("http://lrs:8100/xAPI/statements/")) == (
         "LRS unreachable at http://lrs:8100/xAPI/statements/"
     )
-    assert xc.msg_lrs_unreachable("https://u:pw@lrs/x/") == "LRS unreachable at https://u:********@lrs/x/"
-    assert xc.msg_lrs_status(500, "http://lrs/x/") == "LRS answered HTTP 500 at http://lrs/x/"
+    assert cause(xc.msg_lrs_unreachable("https://u:pw@lrs/x/")) == "LRS unreachable at https://u:********@lrs/x/"
+    assert cause(xc.msg_lrs_status(500, "http://lrs/x/")) == "LRS answered HTTP 500 at http://lrs/x/"
 
 
 @pytest.mark.parametrize(
@@ -141,7 +144,7 @@ def test_fixed_messages():
     ],
 )
 def test_msg_consumers(count, minimum, expected):
-    assert xc.msg_consumers(count, minimum, "xapi") == expected
+    assert cause(xc.msg_consumers(count, minimum, "xapi")) == expected
 
 
 @pytest.mark.parametrize(
@@ -156,12 +159,12 @@ def test_msg_consumers(count, minimum, expected):
     ],
 )
 def test_msg_backlog(backlog, maximum, expected):
-    assert xc.msg_backlog(backlog, maximum) == expected
+    assert cause(xc.msg_backlog(backlog, maximum)) == expected
 
 
 @pytest.mark.parametrize("timeout, expected", [(30, "30"), (30.0, "30"), (2.5, "2.5"), (0.25, "0.25")])
 def test_msg_probe_timeout(timeout, expected):
-    assert xc.msg_probe_timeout(timeout) == "probe not stored within %s s" % expected
+    assert cause(xc.msg_probe_timeout(timeout)) == "probe not stored within %s s" % expected
 
 
 @pytest.mark.parametrize(
@@ -186,8 +189,8 @@ def test_is_redirect(status, redirect):
     (None, "an unnamed location"),
 ])
 def test_msg_lrs_redirect(location, expected):
-    assert xc.msg_lrs_redirect(location, "http://lrs:8100/xAPI/statements") == (
-        "XAPI_LRS_URL redirects to %s: set that URL" % expected)
+    assert cause(xc.msg_lrs_redirect(location, "http://lrs:8100/xAPI/statements")) == (
+        "XAPI_LRS_URL redirects to %s" % expected)
 
 
 # --- the probe ----------------------------------------------------------------------------------
@@ -261,7 +264,20 @@ def test_summary_when_healthy():
     assert xc.new_check("x", "failed")["ok"] is False
 
 
+def test_every_failure_says_what_to_do_next():
+    messages = [xc.msg_broker_unreachable("frontal:6380"), xc.msg_broker_auth(), xc.msg_missing_nodes({"xapi@e"}, "xapi"),
+                xc.msg_consumers(0, 1, "xapi"), xc.msg_consumers(1, 2, "xapi"), xc.msg_backlog(2, 1),
+                xc.msg_dead_letters(2, 1), xc.msg_lrs_unreachable("https://lrs/x/"), xc.msg_lrs_refused(),
+                xc.msg_lrs_status(500, "https://lrs/x/"), xc.msg_lrs_redirect("/y/", "https://lrs/x/"),
+                xc.msg_probe_timeout(30),
+                xc.broker_memory({"used_memory": 99, "maxmemory": 100, "maxmemory_policy": "noeviction"})["msg"]]
+    for msg in messages:
+        step = msg.split(": ", 1)[1] if ": " in msg else ""
+        assert re.search(r"\b(check|set|start|read|look|list) ", step), msg
+        assert "; " not in msg, "'; ' separates the failures of summary_msg: %s" % msg
+
+
 def test_missing_nodes_are_named():
-    assert xc.msg_missing_nodes(set(), "xapi") is None
-    assert xc.msg_missing_nodes({"xapi@encoding2", "xapi@encoding1"}, "xapi") == (
+    assert cause(xc.msg_missing_nodes(set(), "xapi")) is None
+    assert cause(xc.msg_missing_nodes({"xapi@encoding2", "xapi@encoding1"}, "xapi")) == (
         "node(s) xapi@encoding1, xapi@encoding2 do not consume queue xapi")

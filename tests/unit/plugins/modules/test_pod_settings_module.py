@@ -123,3 +123,31 @@ def test_an_existing_file_keeps_its_mode_and_a_symbolic_mode_only_removes_bits(c
     assert stat.S_IMODE(os.stat(str(settings_file)).st_mode) == 0o660
     result, _out = run(capsys, **common(settings_file, mode="o-rwx"))
     assert result["changed"] is False
+
+
+# What the module cannot give back: the line break it added at the end, and a blank line that ended the file.
+@pytest.mark.parametrize("site, back", [(SITE, SITE), ("", ""), (SITE.rstrip("\n"), SITE), (SITE + "\n", SITE)])
+def test_state_absent_gives_the_file_its_bytes_back_hides_the_values_and_is_idempotent(capsys, tmp_path, site, back):
+    path = tmp_path / "settings_local.py"
+    path.write_text(site)
+    run(capsys, **common(path, block="frontal"))
+    run(capsys, **common(path, block="worker", secrets={"XAPI_CELERY_BROKER_URL": SECRET}))
+    assert path.read_text() != site
+    absent = dict(state="absent", _ansible_diff=True)
+    result, out = run(capsys, path=str(path), block="frontal", _ansible_check_mode=True, **absent)
+    assert result["changed"] is True and "BEGIN esup_pod.xapi managed settings (frontal)" in path.read_text()
+    result, out = run(capsys, path=str(path), block="frontal", **absent)
+    assert result["changed"] is True and result["diff"]["after"] == ""
+    assert result["names"] == ["USE_XAPI", "XAPI_LRS_PWD", "XAPI_LRS_URL"]
+    assert SECRET not in out and "http://lrs" not in out
+    assert "(frontal)" not in path.read_text() and "(worker)" in path.read_text()
+    result, out = run(capsys, path=str(path), block="worker", **absent)
+    assert result["changed"] is True and SECRET not in out
+    assert path.read_text() == back
+    result, _out = run(capsys, path=str(path), block="worker", **absent)
+    assert result["changed"] is False
+
+
+def test_state_absent_leaves_a_missing_file_missing(capsys, tmp_path):
+    result, _out = run(capsys, **common(tmp_path / "settings_local.py", state="absent", create=True))
+    assert result["changed"] is False and not (tmp_path / "settings_local.py").exists()
