@@ -42,7 +42,7 @@ description:
     (RV(probe.proof) is V(read_back)). Without it (a key that may only write cannot read), it relies on
     the LRS's own answer to the worker's POST of the probe, which the worker keeps on the broker for
     10 minutes under C(xapi.probe-answer:ID): the answer must name the probe's id (RV(probe.proof) is
-    V(lrs_answer), and the message says so)." Every probe statement has the activity id
+    V(lrs_answer), and the message says so). Every probe statement has the activity id
     C(urn:esup-pod:xapi:probe) and the actor C(mailto:xapi-probe@example.org): filter either
     out of your learning analytics."
   - The probe runs only when every other link is healthy, so that a broken pipeline never piles
