@@ -539,7 +539,8 @@ def nagios_report(result, checks, limits):
         figures.append("broker memory %s%%" % perf_number(memory["percent"]))
     probe = result.get("probe") or {}
     if probe.get("stored"):
-        figures.append("probe stored in %.0f ms" % probe["latency_ms"])
+        figures.append("probe %s in %.0f ms" % (
+            "delivered on the LRS's word" if probe.get("proof") == "lrs_answer" else "stored", probe["latency_ms"]))
     text = ", ".join(figures)
     if problems:
         ordered = [problem[1] for problem in sorted(problems, key=lambda p: -p[0])]
