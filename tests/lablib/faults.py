@@ -635,7 +635,8 @@ def lrs_cert_renewed(lab_, count, spread):
         row.details["renewed"] = True
 
     try:
-        _during(lab_, row, count, spread, inject, lambda: None)
+        # Slow enough that the second half is still flowing once the renewal and the reload are done.
+        _during(lab_, row, count, max(spread, 12.0), inject, lambda: None)
     finally:
         run("lrs", "rm -rf %s" % renewal)
     # The statements the LRS stored after the reload came through the new certificate.
