@@ -288,7 +288,8 @@ def msg_probe_read_refused(login, status):
 
 
 def msg_probe_answer_without_id(status):
-    return "LRS answered the probe's POST with HTTP %s but without the probe's id" % status
+    return ("LRS answered the probe's POST with HTTP %s but without the probe's id: check what answers at xapi_lrs_url, "
+            "or set xapi_lrs_read_login to read the probe back" % status)
 
 
 def probe_answer_key(statement_id, prefix=PROBE_ANSWER_PREFIX):

@@ -413,7 +413,7 @@ def test_an_lrs_answer_without_the_probes_id_fails_naming_it(capsys, lab):
     lab.probe_answer = lambda sid: json.dumps({"status": 200, "ids": ["another-id"]})
     result = run(capsys)
     assert result["failed"] is True and result["probe"]["stored"] is False
-    assert result["msg"] == "LRS answered the probe's POST with HTTP 200 but without the probe's id"
+    assert cause(result["msg"]) == "LRS answered the probe's POST with HTTP 200 but without the probe's id"
 
 
 def test_with_a_read_account_the_probe_is_read_back_with_it(capsys, lab):
