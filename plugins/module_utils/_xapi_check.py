@@ -17,6 +17,7 @@ _xapi_check_io.py does the I/O and calls these.
 from __future__ import annotations
 
 import datetime
+import json
 import re
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
@@ -50,6 +51,11 @@ MEMORY_CRITICAL = 95.0
 # The only eviction policy under which a broker at its maxmemory refuses writes: under the others it
 # evicts keys instead, and is never "full".
 NO_EVICTION = "noeviction"
+
+# Where the worker keeps, for PROBE_ANSWER_TTL seconds, the LRS's answer to its POST of a probe statement
+# (a Redis string per probe id): a probe proves delivery from it when no account may read the LRS.
+PROBE_ANSWER_PREFIX = "xapi.probe-answer:"
+PROBE_ANSWER_TTL = 600
 
 
 class BrokerURLError(ValueError):
@@ -275,6 +281,55 @@ def msg_probe_timeout(timeout):
             "worker_check_probe_timeout)" % format_seconds(timeout))
 
 
+def msg_probe_read_refused(login, status):
+    """The read account cannot read: its own problem, never the writer's credentials."""
+    return ("LRS refused to read the probe back to the read account '%s' (HTTP %s): check xapi_lrs_read_login "
+            "and xapi_lrs_read_password, and that this account may read statements" % (login, status))
+
+
+def msg_probe_answer_without_id(status):
+    return ("LRS answered the probe's POST with HTTP %s but without the probe's id: check what answers at xapi_lrs_url, "
+            "or set xapi_lrs_read_login to read the probe back" % status)
+
+
+def probe_answer_key(statement_id, prefix=PROBE_ANSWER_PREFIX):
+    """The broker key where the worker keeps the LRS's answer to its POST of the probe STATEMENT_ID."""
+    return "%s%s" % (prefix, statement_id)
+
+
+def probe_answer_record(status, body):
+    """What the worker keeps of the LRS's answer to a probe's POST: its status and the ids it names (None when
+    the body is not a list of ids)."""
+    ids = None
+    if isinstance(body, list) and all(isinstance(item, str) for item in body):
+        ids = body
+    return {"status": status, "ids": ids}
+
+
+def probe_answer_verdict(record, statement_id):
+    """What the worker's record of the LRS's answer to the probe's POST says: (None, None) no answer yet;
+    (True, text) the LRS took the probe; (False, message) it answered without the probe's id.
+
+    RECORD is the JSON text (or bytes) of probe_answer_record(). The worker records only answers it counts
+    as delivered (2xx, or 409: the LRS already holds that id)."""
+    if record is None:
+        return None, None
+    try:
+        record = json.loads(record.decode("utf-8") if isinstance(record, bytes) else record)
+        status, ids = int(record["status"]), record.get("ids")
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return False, "the worker's record of the LRS's answer to the probe's POST is unreadable"
+    if status == 409:
+        return True, "the LRS answered HTTP 409: it already holds the probe's id"
+    if not 200 <= status < 300:
+        return False, "LRS answered the probe's POST with HTTP %s" % status
+    if ids is None:
+        return True, "the LRS answered HTTP %s, without a list of ids" % status
+    if statement_id in ids:
+        return True, "the LRS answered HTTP %s with the probe's id" % status
+    return False, msg_probe_answer_without_id(status)
+
+
 def credentials_verdict(status):
     """What the LRS's answer to an empty list of statements says about the credentials: True, False or
     None (cannot tell).
@@ -485,7 +540,8 @@ def nagios_report(result, checks, limits):
         figures.append("broker memory %s%%" % perf_number(memory["percent"]))
     probe = result.get("probe") or {}
     if probe.get("stored"):
-        figures.append("probe stored in %.0f ms" % probe["latency_ms"])
+        figures.append("probe %s in %.0f ms" % (
+            "delivered on the LRS's word" if probe.get("proof") == "lrs_answer" else "stored", probe["latency_ms"]))
     text = ", ".join(figures)
     if problems:
         ordered = [problem[1] for problem in sorted(problems, key=lambda p: -p[0])]

@@ -47,9 +47,12 @@ from ._xapi_check import (
     msg_lrs_status,
     msg_lrs_unreachable,
     msg_missing_nodes,
+    msg_probe_read_refused,
     msg_probe_timeout,
     new_check,
     parse_broker_url,
+    probe_answer_key,
+    probe_answer_verdict,
     probe_statement,
     redact_url,
     scrub,
@@ -226,7 +229,7 @@ class Checker(object):
             "lrs": {"url": redact_url(params["lrs_url"]), "reachable": False, "status": None,
                     "latency_ms": None, "credentials": None},
             "probe": {"id": None, "activity_id": PROBE_ACTIVITY_ID, "enqueued": False,
-                      "stored": False, "latency_ms": None, "polls": 0},
+                      "stored": False, "latency_ms": None, "polls": 0, "proof": None},
         }
 
     def add(self, name, status, msg=None, detail=None):
@@ -369,11 +372,11 @@ class Checker(object):
         return True
 
     # LRS ------------------------------------------------------------------------------------
-    def lrs_options(self):
-        """What every request of the checks to the LRS carries, as the worker's own: its credentials, a
+    def lrs_options(self, auth=None):
+        """What every request of the checks to the LRS carries, as the worker's own: its credentials (or AUTH), a
         timeout, the CAs it verifies against, and no redirect followed."""
         return dict(
-            auth=(self.p["lrs_login"] or "", self.p["lrs_password"] or ""),
+            auth=auth or (self.p["lrs_login"] or "", self.p["lrs_password"] or ""),
             headers={"X-Experience-API-Version": XAPI_VERSION, "Accept": "application/json"},
             timeout=self.p["timeout"],
             verify=lrs_verify(self.p),
@@ -381,7 +384,9 @@ class Checker(object):
         )
 
     def lrs_get(self, params):
-        return requests.get(self.p["lrs_url"], params=params, **self.lrs_options())
+        """GET with the read account (the writer's key may only write)."""
+        auth = (self.p["lrs_read_login"], self.p.get("lrs_read_password") or "")
+        return requests.get(self.p["lrs_url"], params=params, **self.lrs_options(auth))
 
     def lrs_post_nothing(self):
         """POST an empty list of statements: it stores nothing, and the answer tells about the
@@ -434,20 +439,26 @@ class Checker(object):
             return False
         probe["enqueued"] = True
         self.result["changed"] = True
+        read_back = bool(self.p.get("lrs_read_login"))
+        probe["proof"] = "read_back" if read_back else "lrs_answer"
         deadline = start + self.p["probe_timeout"]
         last_error = None
         while True:
             probe["polls"] += 1
-            try:
-                answer = self.lrs_get({"statementId": statement_id})
-                body = answer.json() if answer.status_code == 200 else None
-                last_error = None if answer.status_code in (200, 404) else "HTTP %s" % answer.status_code
-            except (requests.exceptions.RequestException, ValueError) as exc:
-                body, last_error = None, self.error_text(exc)
+            found, last_error = self.read_probe(statement_id) if read_back else self.probe_answer(statement_id)
             now = time.monotonic()
-            if statement_in_answer(body, statement_id):
+            if found is False:
+                self.add("probe", "failed", last_error)
+                return False
+            if found:
                 probe.update(stored=True, latency_ms=ms(now - start))
-                self.add("probe", "ok", "probe %s stored by the LRS in %s ms" % (statement_id, probe["latency_ms"]))
+                if read_back:
+                    self.add("probe", "ok", "probe %s stored by the LRS in %s ms (read back with the read account '%s')"
+                             % (statement_id, probe["latency_ms"], self.p["lrs_read_login"]))
+                else:
+                    self.add("probe", "ok", "probe %s delivered in %s ms, on the LRS's word: %s (not read back: "
+                             "no read account, set xapi_lrs_read_login and xapi_lrs_read_password to read it back)"
+                             % (statement_id, probe["latency_ms"], last_error))
                 return True
             if now >= deadline:
                 break
@@ -455,6 +466,36 @@ class Checker(object):
             time.sleep(min(interval, max(deadline - now, 0)))
         self.add("probe", "failed", msg_probe_timeout(self.p["probe_timeout"]), last_error)
         return False
+
+    def read_probe(self, statement_id):
+        """(found, detail) of one lookup of the probe with the read account: found is None when not yet, False
+        when the LRS refuses that account (then detail is the message)."""
+        try:
+            answer = self.lrs_get({"statementId": statement_id})
+        except (requests.exceptions.RequestException, ValueError) as exc:
+            return None, self.error_text(exc)
+        if answer.status_code in (401, 403):
+            return False, msg_probe_read_refused(self.p["lrs_read_login"], answer.status_code)
+        try:
+            body = answer.json() if answer.status_code == 200 else None
+        except ValueError as exc:
+            return None, self.error_text(exc)
+        if statement_in_answer(body, statement_id):
+            return True, None
+        return None, None if answer.status_code in (200, 404) else "HTTP %s" % answer.status_code
+
+    def probe_answer(self, statement_id):
+        """(found, detail) from the worker's record, on the broker, of the LRS's answer to its POST of the probe:
+        found is None when there is no answer yet, False when the answer lacks the probe's id."""
+        client = self.redis_client()
+        try:
+            record = client.get(probe_answer_key(statement_id))
+        except (redis.RedisError, OSError) as exc:
+            return None, self.error_text(exc)
+        finally:
+            client.close()
+        found, text = probe_answer_verdict(record, statement_id)
+        return found, text if found is not None else "no answer of the LRS to the worker's POST of the probe yet"
 
     def close(self):
         if self.app is not None:
@@ -537,6 +578,13 @@ def prepare(params):
     # The password as written in the URL (percent-encoded) and as sent to Redis.
     secrets += [broker_password, urlsplit(params["broker_url"]).password]
     secrets = [secret for secret in secrets if secret]
+    params.setdefault("lrs_read_login", None)
+    params.setdefault("lrs_read_password", None)
+    if bool(params["lrs_read_login"]) != bool(params["lrs_read_password"]):
+        raise CheckInputError("lrs_read_login and lrs_read_password go together: set both (an account that may read "
+                              "statements) or neither", settings_used)
+    if params["lrs_read_password"]:
+        secrets.append(params["lrs_read_password"])
     if not params["lrs_url"]:
         raise CheckInputError("lrs_url is empty (option lrs_url, or XAPI_LRS_URL in settings_path)", settings_used)
     if params.get("validate_certs") and params.get("lrs_ca_file") and not os.path.isfile(params["lrs_ca_file"]):

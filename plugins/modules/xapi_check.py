@@ -37,8 +37,12 @@ description:
     authenticates a request before it reads its body, so a key that may only write passes."
   - "B(probe) (optional, O(probe)): one probe statement is enqueued through Pod's own task
     C(pod.xapi.xapi_tasks.send_xapi_statement_task) on O(queue), with a fresh UUID as its id;
-    the module then polls the LRS for that id until the statement is stored, or O(probe_timeout)
-    runs out, and reports the delivery latency. Every probe statement has the activity id
+    the module then waits until the statement is stored, or O(probe_timeout) runs out, and reports the
+    delivery latency. With O(lrs_read_login) set, it reads the probe back from the LRS with that account
+    (RV(probe.proof) is V(read_back)). Without it (a key that may only write cannot read), it relies on
+    the LRS's own answer to the worker's POST of the probe, which the worker keeps on the broker for
+    10 minutes under C(xapi.probe-answer:ID): the answer must name the probe's id (RV(probe.proof) is
+    V(lrs_answer), and the message says so). Every probe statement has the activity id
     C(urn:esup-pod:xapi:probe) and the actor C(mailto:xapi-probe@example.org): filter either
     out of your learning analytics."
   - The probe runs only when every other link is healthy, so that a broken pipeline never piles
@@ -51,7 +55,11 @@ description:
     C(no worker consumes queue QUEUE), "only N worker(s) consume queue QUEUE, expected at least M",
     C(backlog N exceeds M), the dead letters' message (next item),
     C(LRS unreachable at URL), the redirect's message (below), C(LRS refused the credentials),
-    C(LRS answered HTTP STATUS at URL) and C(probe not stored within N s).
+    C(LRS answered HTTP STATUS at URL), C(probe not stored within N s), the read account's message (below)
+    and C(LRS answered the probe's POST with HTTP STATUS but without the probe's id).
+  - "The read account's message is C(LRS refused to read the probe back to the read account 'LOGIN' (HTTP STATUS\\):
+    check xapi_lrs_read_login and xapi_lrs_read_password, and that this account may read statements). A read
+    refused to the read account never fails the credentials of O(lrs_login)."
   - "The memory's message is C(broker memory at P% of its maxmemory (USED of LIMIT\\), over T%: when full it
     refuses new statements (noeviction\\)), then what to do next."
   - 'The redirect''s cause is C(XAPI_LRS_URL redirects to TARGET), any password in TARGET masked.'
@@ -100,6 +108,15 @@ options:
     description:
       - LRS password (HTTP basic auth), as Pod's C(XAPI_LRS_PWD).
       - When not given, read from C(XAPI_LRS_PWD) in O(settings_path).
+    type: str
+  lrs_read_login:
+    description:
+      - An LRS account that may read statements (HTTP basic auth), with which the probe is read back.
+      - When not set, the probe relies on the LRS's answer to the worker's POST (see the description).
+      - Set with O(lrs_read_password), or not at all.
+    type: str
+  lrs_read_password:
+    description: The password of O(lrs_read_login).
     type: str
   settings_path:
     description:
@@ -357,6 +374,12 @@ probe:
     polls:
       description: How many lookups were made.
       type: int
+    proof:
+      description:
+        - V(read_back) when the probe was looked for in the LRS with O(lrs_read_login); V(lrs_answer) when the
+          module relied on the LRS's answer to the worker's POST of the probe; null when no probe was sent.
+      type: str
+      sample: lrs_answer
 checks:
   description: One entry a link, in pipeline order (broker, memory, consumers, backlog, dead_letters, lrs, credentials, probe).
   returned: always
@@ -421,6 +444,8 @@ def main():
             lrs_url=dict(type="str"),
             lrs_login=dict(type="str"),
             lrs_password=dict(type="str", no_log=True),
+            lrs_read_login=dict(type="str"),
+            lrs_read_password=dict(type="str", no_log=True),
             settings_path=dict(type="path", default="/usr/local/django_projects/podv4/pod/custom/settings_local.py"),
             queue=dict(type="str", default="xapi"),
             min_consumers=dict(type="int", default=1),
@@ -443,6 +468,8 @@ def main():
     )
     for library, error in missing_libraries():
         module.fail_json(msg=missing_required_lib(library, reason=WHERE_TO_RUN), exception=error)
+    module.params["lrs_read_login"] = module.params["lrs_read_login"] or None
+    module.params["lrs_read_password"] = module.params["lrs_read_password"] or None
 
     started = time.monotonic()
     try:

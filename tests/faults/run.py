@@ -5,12 +5,13 @@ Run it on a converged lab (scripts/lab.sh), from the repository root, with the p
     LAB_NAME=xapi-lab .venv/bin/python tests/faults/run.py [--count 500] [--outage 60] [--spread 10]
                                                            [FAULT ...]
 
-FAULT is a number (1-11) or a name (worker_killed, host_rebooted, broker_restarted, lrs_refusing,
-lrs_hanging, lrs_5xx, lrs_401, lrs_refuses_one, network_cut, broker_full, lrs_redirects); all eleven by default. The
-rule: stored == sent for every fault, but for the statement fault 8 makes the LRS refuse (kept as a
-dead letter); and no enqueue refused, but those fault 10's full broker refuses with its out-of-memory
-answer (never accepted, so never sent). Exits 1 when a fault breaks it. Ralph's store is emptied before each fault (its fs backend slows down as it
-grows). What each fault does: tests/lablib/faults.py.
+FAULT is a number (1-14) or a name (worker_killed, host_rebooted, broker_restarted, lrs_refusing,
+lrs_hanging, lrs_5xx, lrs_401, lrs_refuses_one, network_cut, broker_full, lrs_redirects, lrs_cert_untrusted,
+lrs_cert_renewed, lrs_413); all fourteen by default. The rule: stored == sent for every fault, but for the
+statement faults 8 and 14 make the LRS refuse (each must be in the dead letters); and no enqueue
+refused, but those fault 10's full broker refuses with its out-of-memory answer (never accepted, so never
+sent). Exits 1 when a fault breaks it. Ralph's store is emptied before each fault (its fs backend slows down
+as it grows). What each fault does: tests/lablib/faults.py.
 """
 
 import argparse

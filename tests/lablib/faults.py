@@ -44,8 +44,9 @@ RESTORE_PERIOD = 100
 _BATCH = pod.STATEMENT + r"""
 import json, sys, time
 from pod.xapi.xapi_tasks import send_xapi_statement_task
+OVERSIZED = 64 * 1024
 
-count, spread, tag, bad = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+count, spread, tag, bad, kind = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
 start, records = time.time(), []
 for number in range(count):
     # The batch's own pace (COUNT statements over SPREAD seconds), as viewers send them.
@@ -53,8 +54,11 @@ for number in range(count):
     if pause > 0:
         time.sleep(pause)
     statement = make_statement(number, tag)
-    if number == bad:
+    if number == bad and kind == "malformed":
         statement["actor"] = {"name": "a viewer with no identifier"}  # the LRS refuses it
+    elif number == bad and kind == "oversized":
+        # Larger than the LRS's front takes (client_max_body_size): it answers 413.
+        statement.setdefault("context", {})["extensions"] = {"http://example.org/xapi/padding": "x" * OVERSIZED}
     enqueued, error = time.time(), None
     try:
         send_xapi_statement_task.delay(statement)
@@ -165,7 +169,7 @@ class Row:
     refusals: list = field(default_factory=list)  # the errors Pod's enqueue met, one per refused enqueue
     missing: list = field(default_factory=list)
     notes: list = field(default_factory=list)
-    expected_missing: int = 0  # statements the LRS refuses on purpose (fault 8)
+    expected_missing: int = 0  # statements the LRS refuses on purpose, each expected in the dead letters (faults 8, 14)
     expected_refusals: int = 0  # enqueues the broker refuses on purpose (fault 10)
     bound: float = 0.0  # the longest delay docs/delivery.md promises for this fault
     details: dict = field(default_factory=dict)  # what a fault checks beyond the counts
@@ -180,7 +184,8 @@ class Row:
         """stored == sent, but for the statements the fault makes the LRS refuse on purpose, and no enqueue
         refused but those the fault makes the broker refuse on purpose."""
         return (self.stored == self.sent - self.expected_missing and len(self.missing) == self.expected_missing
-                and self.unexpected_refusals == 0)
+                and self.unexpected_refusals == 0
+                and (not self.expected_missing or sorted(self.missing) == sorted(self.details.get("dead_letters", []))))
 
 
 def encoding_hosts():
@@ -198,12 +203,13 @@ def run(host, command, check=True):
 
 
 class Batch:
-    """COUNT statements enqueued on the frontal over SPREAD seconds; BAD: the index of one malformed."""
+    """COUNT statements enqueued on the frontal over SPREAD seconds; BAD: the index of one malformed (KIND
+    "malformed") or larger than the LRS's front takes (KIND "oversized")."""
 
-    def __init__(self, count, spread, tag, bad=-1):
+    def __init__(self, count, spread, tag, bad=-1, kind="malformed"):
         self.count = count
         self.lines = queue.Queue()
-        self.process = pod.run_in_pod("frontal", _BATCH, count, spread, tag, bad)
+        self.process = pod.run_in_pod("frontal", _BATCH, count, spread, tag, bad, kind)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         self.sent = 0
@@ -344,6 +350,11 @@ class Lab:
                     return True
         return False
 
+    def worker_pids(self, host):
+        """The main PIDs of the worker's node units on HOST: they change when a node restarts."""
+        return run(host, "systemctl list-units --plain --no-legend --type=service '%s@*' | cut -d' ' -f1"
+                         " | xargs -r systemctl show -p MainPID --value" % WORKER_SERVICE).stdout.split()
+
     def dead_letters(self):
         out = run(self.first, "%s list --json" % DEAD_LETTERS).stdout
         return [json.loads(line) for line in out.splitlines() if line.strip()]
@@ -381,13 +392,13 @@ def settle(lab_, row, records, since, timeout):
 
 
 # The faults -------------------------------------------------------------------------------------
-def _during(lab_, row, count, spread, inject, heal, hold=0.0, bad=-1):
+def _during(lab_, row, count, spread, inject, heal, hold=0.0, bad=-1, kind="malformed"):
     """A batch with a fault from its middle: INJECT once half is enqueued, HEAL after HOLD seconds.
     The delay bound: the fault's duration + the longest backoff + a minute to catch up, unless the
     fault set its own."""
     row.bound = row.bound or (lab_.outage + RETRY_BACKOFF_MAX + 60)
     since = datetime.datetime.now(datetime.timezone.utc).isoformat()
-    batch = Batch(count, spread, row.fault, bad)
+    batch = Batch(count, spread, row.fault, bad, kind)
     batch.wait_sent(count // 2)
     inject()
     if hold:
@@ -532,6 +543,129 @@ def lrs_redirects(lab_, count, spread):
     return row
 
 
+# The LRS's certificate, as the lab's TLS front serves it (tests/roles/lab_lrs: lab_lrs_tls_dir, lab_lrs_ca_dir).
+TLS_DIR = "/etc/nginx/lab-tls"
+LAB_CA_DIR = "/etc/lab-ca"
+NGINX_CONF = "/etc/nginx/conf.d/lab-lrs.conf"
+# A CA of the fault's own (faults 12), which no host trusts until the fault installs it in the encoding hosts'
+# system store, as an admin installs a university's CA.
+FAULT_CA_DIR = "/root/lab-fault-ca"
+FAULT_CA_IN_STORE = "/usr/local/share/ca-certificates/lab-fault-ca.crt"
+CERT_FAILURE = "CERTIFICATE_VERIFY_FAILED"
+# Fault 14: what the TLS front takes (a statement of the batch is about 1 kB, the oversized one 64 kB).
+SMALL_BODY = "16k"
+
+
+def _new_cert(ca_dir, out_dir):
+    """A shell command, run on lrs, that makes a new key for the LRS's name and a certificate for it signed by the CA
+    in CA_DIR, in OUT_DIR (lrs.key, lrs.crt), with the extensions of the lab's own certificate."""
+    return ("openssl req -newkey rsa:2048 -nodes -subj /CN=lrs -keyout {o}/lrs.key -out {o}/lrs.csr 2>/dev/null"
+            " && openssl x509 -req -days 30 -in {o}/lrs.csr -CA {c}/ca.crt -CAkey {c}/ca.key -CAcreateserial"
+            " -extfile {t}/lrs-cert.ext -out {o}/lrs.crt 2>/dev/null && chmod 600 {o}/lrs.key").format(
+                o=out_dir, c=ca_dir, t=TLS_DIR)
+
+
+def _served_fingerprint():
+    """The SHA-256 fingerprint of the certificate the TLS front serves now, as the encoding host sees it."""
+    return run("encoding", "echo | openssl s_client -connect lrs:%s -servername lrs 2>/dev/null"
+                           " | openssl x509 -noout -fingerprint -sha256" % lab.var("lrs", "lab_lrs_tls_port")).stdout.strip()
+
+
+def lrs_cert_untrusted(lab_, count, spread):
+    # From before the batch, so that every statement meets the certificate: a kept-alive connection made before
+    # the swap would carry statements on (nginx's reload closes the idle ones).
+    row = Row("lrs-cert-untrusted", "the LRS's certificate from a CA the hosts do not trust, then the CA installed")
+    marks = [lab_.log_marks()]
+
+    def inject():
+        lab.until("the worker fails to verify the certificate", lambda: lab_.logged(CERT_FAILURE, marks[0]), 120)
+        rc, out = lab.run_playbook("playbooks/verify.yml", "--limit", lab_.first, "-e", "worker_check_probe=false")
+        row.details["check"] = (rc, "LRS unreachable at" in out and CERT_FAILURE in out)
+
+    def heal():
+        # The admin's fix: the CA in the encoding hosts' system store. The worker is not restarted: each new
+        # connection reads the store again.
+        row.details["stored_before_ca"] = len(lab_.lrs.statements())  # the store was emptied before the fault
+        ca = run("lrs", "cat %s/ca.crt" % FAULT_CA_DIR).stdout
+        for host in lab_.encoding:
+            run(host, "printf %%s %s > %s && update-ca-certificates >/dev/null" % (shlex.quote(ca), FAULT_CA_IN_STORE))
+        row.details["pids_before"] = {host: lab_.worker_pids(host) for host in lab_.encoding}
+        row.bound = time.monotonic() - started[0] + RETRY_BACKOFF_MAX + 60  # the fault lasted this long
+
+    # The tests read the LRS from the lrs host, whose store never trusts that CA: straight from Ralph meanwhile.
+    through_front, lab_.lrs = lab_.lrs, LRS(via="lrs", url=lab.var("lrs", "lab_lrs_http_url"))
+    try:
+        run("lrs", "cp -p %s/lrs.crt %s/lrs.crt.lab-fault && cp -p %s/lrs.key %s/lrs.key.lab-fault"
+            % (TLS_DIR, TLS_DIR, TLS_DIR, TLS_DIR))
+        run("lrs", "install -d -m 700 %s && openssl req -x509 -newkey rsa:2048 -nodes -days 30"
+                   " -subj '/CN=Another CA (lab fault)' -addext basicConstraints=critical,CA:TRUE"
+                   " -addext keyUsage=critical,keyCertSign,cRLSign -keyout %s/ca.key -out %s/ca.crt 2>/dev/null"
+                   " && %s && cp %s/lrs.crt %s/lrs.key %s/ && systemctl reload nginx"
+            % (FAULT_CA_DIR, FAULT_CA_DIR, FAULT_CA_DIR, _new_cert(FAULT_CA_DIR, FAULT_CA_DIR), FAULT_CA_DIR,
+               FAULT_CA_DIR, TLS_DIR))
+        started = [time.monotonic()]
+        # The CA is installed once the worker met the certificate and the check named it: the fault lasts that long.
+        _during(lab_, row, count, spread, inject, heal)
+        row.details["pids_after"] = {host: lab_.worker_pids(host) for host in lab_.encoding}
+    finally:
+        lab_.lrs = through_front
+        run("lrs", "if [ -e %s/lrs.crt.lab-fault ]; then mv %s/lrs.crt.lab-fault %s/lrs.crt && mv %s/lrs.key.lab-fault"
+                   " %s/lrs.key && systemctl reload nginx; fi; rm -rf %s" % ((TLS_DIR,) * 5 + (FAULT_CA_DIR,)))
+        for host in lab_.encoding:
+            run(host, "rm -f %s && update-ca-certificates --fresh >/dev/null" % FAULT_CA_IN_STORE)
+    row.details["restarted"] = row.details.get("pids_before") != row.details.get("pids_after")
+    row.notes.append("%s logged by the worker; xapi_check rc=%s naming it; %s stored before the CA was installed, "
+                     "the rest after, worker %s" % (
+                         CERT_FAILURE, row.details.get("check", ("?",))[0], row.details.get("stored_before_ca", "?"),
+                         "restarted (!)" if row.details["restarted"] else "not restarted"))
+    return row
+
+
+def lrs_cert_renewed(lab_, count, spread):
+    row = Row("lrs-cert-renewed", "the LRS's certificate renewed (new key, same CA), nginx reloaded, while statements flow")
+    renewal = "/root/lab-fault-renew"
+    before = _served_fingerprint()
+    # Made before the batch: the swap itself is instant.
+    run("lrs", "rm -rf {r} && install -d -m 700 {r} && {new}".format(r=renewal, new=_new_cert(LAB_CA_DIR, renewal)))
+
+    def inject():
+        run("lrs", "cp %s/lrs.crt %s/lrs.key %s/ && systemctl reload nginx" % (renewal, renewal, TLS_DIR))
+        row.details["renewed_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        lab.until("the front serves the new certificate", lambda: _served_fingerprint() not in ("", before), 30)
+        row.details["renewed"] = True
+
+    try:
+        # Slow enough that the second half is still flowing once the renewal and the reload are done.
+        _during(lab_, row, count, max(spread, 12.0), inject, lambda: None)
+    finally:
+        run("lrs", "rm -rf %s" % renewal)
+    # The statements the LRS stored after the reload came through the new certificate.
+    row.details["stored_after"] = len(lab_.lrs.statements(since=row.details["renewed_at"])) if row.details.get(
+        "renewed_at") else 0
+    row.notes.append("certificate renewed mid-batch, %d of the statements stored after the reload" % row.details["stored_after"]
+                     if row.details.get("renewed") else "certificate NOT renewed")
+    return row
+
+
+def lrs_413(lab_, count, spread):
+    row = Row("lrs-413", "the LRS answering 413 to one oversized statement", expected_missing=1)
+    before = {letter["statement"]["id"] for letter in lab_.dead_letters()}
+    run("lrs", "sed -i.lab-fault 's/client_max_body_size .*;/client_max_body_size %s;/' %s && nginx -t -q"
+               " && systemctl reload nginx" % (SMALL_BODY, NGINX_CONF))
+    try:
+        _during(lab_, row, count, spread, lambda: None, lambda: None, bad=count // 2, kind="oversized")
+    finally:
+        run("lrs", "mv %s.lab-fault %s && systemctl reload nginx" % (NGINX_CONF, NGINX_CONF))
+    kept = [letter for letter in lab_.dead_letters() if letter["statement"]["id"] not in before]
+    row.details["dead_letters"] = [letter["statement"]["id"] for letter in kept]
+    row.details["statuses"] = [letter["status"] for letter in kept]
+    row.notes.append("%d in the dead letters, as expected (HTTP %s), dropped" % (
+        len(kept), ", ".join(str(status) for status in row.details["statuses"]) or "-"))
+    for letter in kept:
+        run(lab_.first, "%s drop %s" % (DEAD_LETTERS, letter["statement"]["id"]))
+    return row
+
+
 def lrs_refuses_one(lab_, count, spread):
     row = Row("lrs-refuses-one", "the LRS refusing one malformed statement", expected_missing=1)
     before = {letter["statement"]["id"] for letter in lab_.dead_letters()}
@@ -617,7 +751,7 @@ def broker_full(lab_, count, spread):
 
 
 FAULTS = [worker_killed, host_rebooted, broker_restarted, lrs_refusing, lrs_hanging, lrs_5xx, lrs_401,
-          lrs_refuses_one, network_cut, broker_full, lrs_redirects]
+          lrs_refuses_one, network_cut, broker_full, lrs_redirects, lrs_cert_untrusted, lrs_cert_renewed, lrs_413]
 
 
 def by_name():

@@ -140,3 +140,61 @@ def test_preflight_accepts_the_write_only_account():
 
 def _quote(text):
     return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+@pytest.fixture(scope="module")
+def deployed_with_the_writer():
+    """site.yml with the write-only account as the worker's (Pod's XAPI_LRS_LOGIN); the inventory's account after."""
+    writer = ["-e", "xapi_lrs_login=%s" % lab.var("lrs", "lab_lrs_writer_login"),
+              "-e", "xapi_lrs_password=%s" % lab.var("lrs", "lab_lrs_writer_password")]
+    rc, out = lab.run_playbook("playbooks/site.yml", *writer)
+    try:
+        yield rc, out, writer
+    finally:
+        rc_back, out_back = lab.run_playbook("playbooks/site.yml")
+        assert rc_back == 0, out_back[-3000:]
+
+
+def _probe_line(out):
+    lines = re.findall(r'^\s+"probe\s+(\w+)\s+(.*)",?$', out, re.M)
+    assert lines, out[-3000:]
+    return lines[-1]
+
+
+@pytest.mark.once
+def test_site_and_verify_pass_with_a_write_only_key_on_the_lrss_word(deployed_with_the_writer):
+    rc, out, writer = deployed_with_the_writer
+    assert rc == 0, out[-3000:]
+    rc, out = lab.run_playbook("playbooks/verify.yml", *writer)
+    assert rc == 0, out[-3000:]
+    status, msg = _probe_line(out)
+    assert status == "ok" and "on the LRS's word: the LRS answered HTTP 200 with the probe's id (not read back: no read " \
+        "account, set xapi_lrs_read_login and xapi_lrs_read_password to read it back)" in msg, msg
+    assert "LRS accepted the credentials of %s" % lab.var("lrs", "lab_lrs_writer_login") in out
+
+
+@pytest.mark.once
+def test_verify_reads_the_probe_back_with_the_read_account(deployed_with_the_writer):
+    _rc, _out, writer = deployed_with_the_writer
+    reader = ["-e", "xapi_lrs_read_login=%s" % lab.var("lrs", "xapi_lrs_login"),
+              "-e", "xapi_lrs_read_password=%s" % lab.var("lrs", "xapi_lrs_password")]
+    rc, out = lab.run_playbook("playbooks/verify.yml", *writer, *reader)
+    assert rc == 0, out[-3000:]
+    status, msg = _probe_line(out)
+    assert status == "ok" and msg.endswith("(read back with the read account '%s')" % lab.var("lrs", "xapi_lrs_login")), msg
+    assert lab.var("lrs", "xapi_lrs_password") not in out
+
+
+@pytest.mark.once
+def test_a_read_refused_to_a_valid_writer_is_not_a_wrong_password(deployed_with_the_writer):
+    _rc, _out, writer = deployed_with_the_writer
+    login = lab.var("lrs", "lab_lrs_writer_login")
+    as_reader = ["-e", "xapi_lrs_read_login=%s" % login,
+                 "-e", "xapi_lrs_read_password=%s" % lab.var("lrs", "lab_lrs_writer_password")]
+    rc, out = lab.run_playbook("playbooks/verify.yml", *writer, *as_reader)
+    assert rc != 0, out[-3000:]
+    status, msg = _probe_line(out)
+    assert (status, msg) == ("failed", "LRS refused to read the probe back to the read account '%s' (HTTP 401): check "
+                             "xapi_lrs_read_login and xapi_lrs_read_password, and that this account may read statements"
+                             % login), msg
+    assert "LRS accepted the credentials of %s" % login in out and "LRS refused the credentials" not in out

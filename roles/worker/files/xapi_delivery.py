@@ -49,6 +49,11 @@ LOG = logging.getLogger("xapi_delivery")
 
 TASK_NAME = "pod.xapi.xapi_tasks.send_xapi_statement_task"
 DEAD_LETTER_KEY = "xapi.dead-letters"
+# The probe statements of esup_pod.xapi.xapi_check: the LRS's answer to each one's POST is kept on the broker
+# for a while, so that the check proves delivery with a key that may only write (the same names as there).
+PROBE_ACTIVITY_ID = "urn:esup-pod:xapi:probe"
+PROBE_ANSWER_PREFIX = "xapi.probe-answer:"
+PROBE_ANSWER_TTL = 600
 UNACKED_PREFIX = "unacked"
 INFLIGHT_PREFIX = "inflight"
 # The kombu releases whose Redis Channel._brpop_start/_brpop_read the transport's Channel overrides
@@ -306,10 +311,39 @@ def deliver(run):
         def dead_letter(refused, status, text):
             keep_dead_letter(task, refused, status, text, getattr(task, "xapi_dead_letter_key", DEAD_LETTER_KEY))
 
-        judge(answer, statement, settings[0], dead_letter, pod_logger(module))
+        if judge(answer, statement, settings[0], dead_letter, pod_logger(module)) == DELIVERED and is_probe(statement):
+            keep_probe_answer(task.app, statement, answer)
 
     delivery.__doc__ = run.__doc__
     return delivery
+
+
+def is_probe(statement):
+    """Whether STATEMENT is a probe of esup_pod.xapi.xapi_check."""
+    target = statement.get("object") if isinstance(statement, dict) else None
+    return isinstance(target, dict) and target.get("id") == PROBE_ACTIVITY_ID
+
+
+def probe_answer_record(answer):
+    """The LRS's answer to a probe's POST as the check reads it: its status, and the ids it names (None
+    when its body is not a list of ids)."""
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    ids = body if isinstance(body, list) and all(isinstance(item, str) for item in body) else None
+    return json.dumps({"status": answer.status_code, "ids": ids}, sort_keys=True)
+
+
+def keep_probe_answer(app, statement, answer):
+    """Keep the LRS's answer to the POST of a probe on the broker; the statement is delivered whatever happens."""
+    key = PROBE_ANSWER_PREFIX + statement_id(statement)
+    try:
+        with _connect(app) as connection:
+            connection.default_channel.client.set(key, probe_answer_record(answer), ex=PROBE_ANSWER_TTL)
+    except Exception as error:  # the check's probe then times out, naming the missing answer
+        LOG.warning("probe %s delivered, but the LRS's answer could not be kept in %s: %s",
+                    statement_id(statement), key, error)
 
 
 def _connect(app):

@@ -257,6 +257,67 @@ def test_the_delivery_reads_pods_settings_and_changes_nothing_in_pods_module(mon
     assert vars(module) == before and all(vars(module)[name] is value for name, value in before.items())
 
 
+PROBE = {"id": "p1", "object": {"objectType": "Activity", "id": "urn:esup-pod:xapi:probe"}}
+
+
+class JSONAnswer(Answer):
+    def json(self):
+        return json.loads(self.text)
+
+
+@pytest.mark.parametrize("status, text, kept", [
+    (200, '["p1"]', {"status": 200, "ids": ["p1"]}),
+    (409, '{"detail": "exists"}', {"status": 409, "ids": None}),
+    (204, "", {"status": 204, "ids": None}),
+])
+def test_the_lrss_answer_to_a_probe_is_kept_on_the_broker_for_the_check(monkeypatch, status, text, kept):
+    """The same key and record as the check reads (plugins/module_utils/_xapi_check.py)."""
+    _module, run = pod_module(monkeypatch, XAPI_LRS_URL=LRS_URL)
+    session = Session(status, text=text)
+    session.post = lambda url, **kwargs: JSONAnswer(status, text)
+    monkeypatch.setattr(xapi_delivery, "lrs_session", lambda: session)
+    stored = []
+
+    class Client(object):
+        def set(self, key, value, ex=None):
+            stored.append((key, json.loads(value), ex))
+
+    class Connection(object):
+        default_channel = types.SimpleNamespace(client=Client())
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(xapi_delivery, "_connect", lambda app: Connection())
+    xapi_delivery.deliver(run)(Task(), PROBE)
+    xapi_delivery.deliver(run)(Task(), {"id": "a", "object": {"id": "http://frontal/video/1/"}})
+    assert stored == [("xapi.probe-answer:p1", kept, 600)]
+
+
+def test_a_probe_delivered_is_delivered_even_when_its_answer_cannot_be_kept(monkeypatch, caplog):
+    _module, run = pod_module(monkeypatch, XAPI_LRS_URL=LRS_URL)
+    session = Session(200)
+    session.post = lambda url, **kwargs: JSONAnswer(200, '["p1"]')
+    monkeypatch.setattr(xapi_delivery, "lrs_session", lambda: session)
+
+    def down(app):
+        raise OSError("broker unreachable")
+
+    monkeypatch.setattr(xapi_delivery, "_connect", down)
+    assert xapi_delivery.deliver(run)(Task(), PROBE) is None
+    assert "probe p1 delivered, but the LRS's answer could not be kept in xapi.probe-answer:p1" in caplog.text
+
+
+def test_the_probe_names_are_those_of_the_check():
+    from ansible_collections.esup_pod.xapi.plugins.module_utils import _xapi_check as xc
+
+    assert (xapi_delivery.PROBE_ACTIVITY_ID, xapi_delivery.PROBE_ANSWER_PREFIX, xapi_delivery.PROBE_ANSWER_TTL) == (
+        xc.PROBE_ACTIVITY_ID, xc.PROBE_ANSWER_PREFIX, xc.PROBE_ANSWER_TTL)
+
+
 def test_a_refused_statement_is_pushed_with_its_attempts_from_the_replay_header(monkeypatch):
     _module, run = pod_module(monkeypatch, XAPI_LRS_URL=LRS_URL)
     monkeypatch.setattr(xapi_delivery, "lrs_session", lambda: Session(422))

@@ -281,3 +281,42 @@ def test_missing_nodes_are_named():
     assert cause(xc.msg_missing_nodes(set(), "xapi")) is None
     assert cause(xc.msg_missing_nodes({"xapi@encoding2", "xapi@encoding1"}, "xapi")) == (
         "node(s) xapi@encoding1, xapi@encoding2 do not consume queue xapi")
+
+
+# --- the probe without a read account: the LRS's answer to the worker's POST ----------------------
+@pytest.mark.parametrize(
+    "record, found, text",
+    [
+        (None, None, None),
+        (b'{"status": 200, "ids": ["p1"]}', True, "the LRS answered HTTP 200 with the probe's id"),
+        ('{"status": 200, "ids": ["p0", "p1"]}', True, "the LRS answered HTTP 200 with the probe's id"),
+        ('{"status": 409, "ids": null}', True, "the LRS answered HTTP 409: it already holds the probe's id"),
+        ('{"status": 204, "ids": null}', True, "the LRS answered HTTP 204, without a list of ids"),
+        ('{"status": 200, "ids": ["p2"]}', False, xc.msg_probe_answer_without_id(200)),
+        ('{"status": 200, "ids": []}', False, xc.msg_probe_answer_without_id(200)),
+        ('{"status": 500, "ids": null}', False, "LRS answered the probe's POST with HTTP 500"),
+        ("not json", False, "the worker's record of the LRS's answer to the probe's POST is unreadable"),
+        ('{"ids": ["p1"]}', False, "the worker's record of the LRS's answer to the probe's POST is unreadable"),
+    ],
+)
+def test_probe_answer_verdict(record, found, text):
+    assert xc.probe_answer_verdict(record, "p1") == (found, text)
+
+
+def test_probe_answer_record_keeps_only_a_list_of_ids():
+    assert xc.probe_answer_record(200, ["a", "b"]) == {"status": 200, "ids": ["a", "b"]}
+    assert xc.probe_answer_record(200, {"detail": "x"}) == {"status": 200, "ids": None}
+    assert xc.probe_answer_record(204, None) == {"status": 204, "ids": None}
+    assert xc.probe_answer_key("p1") == "xapi.probe-answer:p1"
+
+
+def test_an_answer_without_the_probes_id_says_what_to_do():
+    assert xc.msg_probe_answer_without_id(200) == (
+        "LRS answered the probe's POST with HTTP 200 but without the probe's id: check what answers at xapi_lrs_url, "
+        "or set xapi_lrs_read_login to read the probe back")
+
+
+def test_a_read_refused_to_the_read_account_names_that_account():
+    msg = xc.msg_probe_read_refused("pod-reader", 403)
+    assert msg.startswith("LRS refused to read the probe back to the read account 'pod-reader' (HTTP 403)")
+    assert "credentials" not in msg

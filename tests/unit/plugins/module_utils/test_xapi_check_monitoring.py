@@ -153,6 +153,12 @@ def test_a_stored_probe_adds_its_latency():
     assert line.endswith(" probe_latency=0.4124s;;30;0")
 
 
+def test_a_probe_proven_by_the_lrss_answer_says_so():
+    result, checks = healthy(probe={"stored": True, "latency_ms": 72.2, "proof": "lrs_answer"})
+    _state, line = xc.nagios_report(result, checks, dict(LIMITS, probe_timeout=30.0))
+    assert "broker memory 6.2%, probe delivered on the LRS's word in 72 ms |" in line
+
+
 @pytest.mark.parametrize("value, expected", [(0, "0"), (0.0123, "0.0123"), (1.5e-05, "0.000015"), (12, "12"),
                                              (2.50, "2.5"), (-0.0, "0"), (1000000, "1000000")])
 def test_perf_numbers_have_no_exponent(value, expected):

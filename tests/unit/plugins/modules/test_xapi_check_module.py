@@ -27,6 +27,8 @@ from ansible_collections.esup_pod.xapi.tests.unit.compat import cause, patch_mod
 
 BROKER_SECRET = "planted-unit-broker-5e1f"
 LRS_SECRET = "planted-unit-lrs-77a0"
+READ_SECRET = "planted-unit-reader-3c9d"
+READER = dict(lrs_read_login="pod-reader", lrs_read_password=READ_SECRET)
 BROKER_URL = "redis://:%s@frontal:6379/6" % BROKER_SECRET
 LRS_URL = "http://lrs:8100/xAPI/statements/"
 
@@ -70,6 +72,10 @@ class Lab(object):
         self.posts = []  # the bodies POSTed to the LRS
         self.verify = []  # what each request to the LRS verified the certificate with
         self.memory = {"used_memory": 16 * 2 ** 20, "maxmemory": 256 * 2 ** 20, "maxmemory_policy": "noeviction"}
+        self.reader_may_read = True  # the read account holds statements/read
+        # What the worker kept of the LRS's answer to its POST of the probe, once stored (None: nothing kept).
+        self.probe_answer = lambda sid: json.dumps({"status": 200, "ids": [sid]})
+        self.answer_lookups = []  # the broker keys the probe looked for the LRS's answer in
 
 
 @pytest.fixture
@@ -106,6 +112,13 @@ def lab(monkeypatch):
                 raise state.errors["llen"]
             return state.lengths.get(key, 0)
 
+        def get(self, key):
+            state.answer_lookups.append(key)
+            state.lookups += 1
+            sid = key.split(":")[-1]
+            stored = state.stores_after is not None and state.lookups > state.stores_after
+            return state.probe_answer(sid).encode() if stored and state.probe_answer(sid) else None
+
         def close(self):
             pass
 
@@ -140,7 +153,7 @@ def lab(monkeypatch):
             raise state.errors["lrs"]
         if state.lrs_redirect:
             return Response(state.lrs_redirect[0], "moved", {"Location": state.lrs_redirect[1]})
-        if auth != ("pod-xapi", LRS_SECRET):
+        if auth not in (("pod-xapi", LRS_SECRET), ("pod-reader", READ_SECRET)):
             return Response(401, {"detail": "Invalid authentication credentials"})
         if state.lrs_status != 200:
             return Response(state.lrs_status, {"detail": "boom"})
@@ -161,7 +174,7 @@ def lab(monkeypatch):
         first = answer_first(url, auth, headers, allow_redirects)
         if first is not None:
             return first
-        if state.write_only:
+        if (state.write_only and auth[0] == "pod-xapi") or (not state.reader_may_read and auth[0] == "pod-reader"):
             return Response(401, {"detail": "Invalid authentication credentials"})
         if "statementId" in params:
             state.lookups += 1
@@ -218,6 +231,7 @@ def run(capsys, **args):
     out = capsys.readouterr().out
     assert BROKER_SECRET not in out
     assert LRS_SECRET not in out
+    assert READ_SECRET not in out
     return json.loads(out)
 
 
@@ -379,6 +393,56 @@ def test_several_broken_links_in_pipeline_order(capsys, lab):
     lab.errors["lrs"] = RequestException("down")
     result = run(capsys, consumer_retries=0)
     assert cause(result["msg"]) == "no worker consumes queue xapi; LRS unreachable at %s" % LRS_URL
+
+
+def test_without_a_read_account_the_probe_relies_on_the_lrss_answer_and_says_so(capsys, lab):
+    lab.write_only = True
+    result = run(capsys)
+    assert not result.get("failed"), result
+    probe = result["probe"]
+    assert probe["stored"] is True and probe["proof"] == "lrs_answer" and probe["polls"] == 2
+    assert lab.answer_lookups == ["xapi.probe-answer:%s" % probe["id"]] * 2
+    msg = [c["msg"] for c in result["checks"] if c["name"] == "probe"][0]
+    assert msg == ("probe %s delivered in %s ms, on the LRS's word: the LRS answered HTTP 200 with the probe's id "
+                   "(not read back: no read account, set xapi_lrs_read_login and xapi_lrs_read_password to read it "
+                   "back)" % (probe["id"], probe["latency_ms"]))
+    assert lab.lookups == 2  # no GET of the LRS
+
+
+def test_an_lrs_answer_without_the_probes_id_fails_naming_it(capsys, lab):
+    lab.probe_answer = lambda sid: json.dumps({"status": 200, "ids": ["another-id"]})
+    result = run(capsys)
+    assert result["failed"] is True and result["probe"]["stored"] is False
+    assert cause(result["msg"]) == "LRS answered the probe's POST with HTTP 200 but without the probe's id"
+
+
+def test_with_a_read_account_the_probe_is_read_back_with_it(capsys, lab):
+    lab.write_only = True
+    result = run(capsys, **READER)
+    assert not result.get("failed"), result
+    probe = result["probe"]
+    assert probe["stored"] is True and probe["proof"] == "read_back" and probe["polls"] == 2
+    assert lab.answer_lookups == []
+    msg = [c["msg"] for c in result["checks"] if c["name"] == "probe"][0]
+    assert msg.endswith("(read back with the read account 'pod-reader')"), msg
+
+
+def test_a_read_refused_to_the_read_account_names_it_never_the_writers_password(capsys, lab):
+    lab.reader_may_read = False
+    result = run(capsys, **READER)
+    assert result["failed"] is True
+    assert result["msg"] == ("LRS refused to read the probe back to the read account 'pod-reader' (HTTP 401): check "
+                             "xapi_lrs_read_login and xapi_lrs_read_password, and that this account may read statements")
+    assert statuses(result)["credentials"] == "ok" and result["lrs"]["credentials"] is True
+    assert "refused the credentials" not in json.dumps(result)
+
+
+@pytest.mark.parametrize("given", [dict(lrs_read_login="pod-reader"), dict(lrs_read_password=READ_SECRET)])
+def test_a_read_account_needs_both_login_and_password(capsys, lab, given):
+    result = run(capsys, **given)
+    assert result["msg"] == ("lrs_read_login and lrs_read_password go together: set both (an account that may read "
+                             "statements) or neither")
+    assert lab.sent == []
 
 
 def test_probe_not_stored(capsys, lab):
