@@ -60,6 +60,9 @@ def main(argv=None):
                         help="every host on every CPU at the same weight (default: the LRS host alone on the last "
                              "CPU, the encoding hosts weighted before the frontal on the others, as on separate "
                              "machines)")
+    parser.add_argument("--far-concurrency", type=int, default=None,
+                        help="worker_concurrency for an LRS 20 ms or more away (default: the documented setting, %d)"
+                             % bench.FAR_LRS_CONCURRENCY[0][1])
     parser.add_argument("--defaults-only", action="store_true",
                         help="keep the worker's defaults for a far LRS too (default: the documented setting, "
                              "worker_concurrency 32 from 20 ms, deployed with site.yml)")
@@ -81,7 +84,7 @@ def main(argv=None):
             runs += [(len(lab_.hosts), rtt) for rtt in args.scale_latency]
         for hosts, rtt in runs:
             wanted = None if args.defaults_only else next(
-                (value for floor, value in bench.FAR_LRS_CONCURRENCY if rtt >= floor), None)
+                (args.far_concurrency or value for floor, value in bench.FAR_LRS_CONCURRENCY if rtt >= floor), None)
             if wanted or tuned:
                 # site.yml starts the worker on every encoding host.
                 lab_.set_concurrency(wanted)

@@ -318,8 +318,9 @@ class Bench:
     def set_latency(self, rtt_ms):
         """Route every encoding host's traffic to the LRS through the delaying proxy (RTT_MS added), or
         directly (0)."""
-        self.clear_latency()
+        self.clear_latency(reconnect=False)
         if not rtt_ms:
+            self.reconnect_workers()
             return
         proxy_port = self.port + 1
         subprocess.run(["podman", "exec", "-d", lab.container("lrs"), "python3", "-c", PROXY, str(proxy_port),
@@ -333,8 +334,21 @@ class Bench:
                             "--to-destination", "%s:%d" % (address, proxy_port), "-m", "comment", "--comment",
                             PROXY_NAME], check=True)
         self.latency = rtt_ms
+        self.reconnect_workers()
         # Measured, not assumed: one request's time through the proxy.
         self.check_latency(rtt_ms)
+
+    def reconnect_workers(self):
+        """Restart the running worker nodes: their threads' kept-alive connections to the LRS keep the path
+        they were opened on (the kernel's connection tracking NATs a connection at its first packet only),
+        so after a change of latency they would bypass the proxy, or keep using a proxy that is gone."""
+        running = [host for host in self.hosts
+                   if faults.run(host, "systemctl is-active --quiet %s.service" % faults.WORKER_SERVICE, check=False).rc == 0]
+        for host in running:
+            faults.run(host, "systemctl restart %s.service" % faults.WORKER_SERVICE)
+        for host in running:
+            lab.until("the worker's nodes on %s run" % host, lambda host=host: faults.run(
+                host, "/etc/init.d/%s status" % faults.WORKER_SERVICE, check=False).rc == 0, 120)
 
     def check_latency(self, rtt_ms):
         script = ("import time, urllib.request\nstart = time.time()\n"
@@ -345,7 +359,8 @@ class Bench:
         assert took >= 2 * rtt_ms, "the proxy added %d ms, not 2 x %d ms" % (took, rtt_ms)
         return took
 
-    def clear_latency(self):
+    def clear_latency(self, reconnect=True):
+        removed = 0
         for host in self.hosts:
             pid = netns_pid(host)
             rules = subprocess.run(["nsenter", "-t", pid, "-n", "iptables", "-t", "nat", "-S", "OUTPUT"], check=True,
@@ -354,7 +369,10 @@ class Bench:
                 if PROXY_NAME in rule and rule.startswith("-A "):
                     subprocess.run(["nsenter", "-t", pid, "-n", "iptables", "-t", "nat", "-D"] + rule.split()[1:],
                                    check=True)
+                    removed += 1
         faults.run("lrs", "pkill -f %s || true" % (PROXY_NAME[:-1] + "[" + PROXY_NAME[-1] + "]"))
+        if reconnect and (removed or self.latency):
+            self.reconnect_workers()
         self.latency = 0
 
     # the phases -----------------------------------------------------------------------------
@@ -390,10 +408,14 @@ class Bench:
 
     def pipeline(self, count, tag, timeout):
         """COUNT statements through Pod's task on the frontal, on a fresh store: the time from the first
-        enqueue to the LRS's `stored` time of the last one."""
-        self.fresh_store()
+        enqueue to the LRS's `stored` time of the last one. The worker is warm first, as the posters are:
+        twice its slots of statements delivered just before, so that its threads run and hold their
+        connections to the LRS (open across Ralph's restart: nginx holds them)."""
         # Nothing left from an earlier run: it would reach this phase's store.
         lab.until("the broker holds nothing pending", self.nothing_pending, 120)
+        _remote("frontal", _ENQUEUE, 2 * self.worker_concurrency(), tag + "-warm")
+        lab.until("the worker delivered its warm-up statements", self.nothing_pending, 120)
+        self.fresh_store()
         before = self.tasks_by_node()
         sent = _remote("frontal", _ENQUEUE, count, tag)
         waited = faults.run("lrs", "python3 -c %s %s %d %d" % (shlex.quote(_WAIT_STORE), RALPH_STORE, count, timeout),
