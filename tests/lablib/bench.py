@@ -3,9 +3,11 @@
 Every phase starts on an empty Ralph store (its fs backend slows as its files grow), so that the
 LRS alone and the pipeline meet the same LRS:
 
-- the ceiling: statements POSTed from the encoding host by 1, 4, 8 and 16 parallel posters (one
-  process each), the way Pod's task posts them: requests.post, one statement a request, a new
-  connection each, basic auth; the rate of the best level;
+- the ceiling: statements POSTed from the encoding host by parallel posters (one process each), each
+  keeping one connection alive (a requests.Session, as the worker's threads), one statement a request,
+  basic auth; level after level until the rate stops climbing; the rate of the best level. The same
+  posters with a new connection each statement (requests.post, as Pod's own task) give the gain of
+  kept-alive connections;
 - the pipeline: statements enqueued on the frontal through Pod's task (send_xapi_statement_task.delay);
   its time runs from the first enqueue to the LRS's own `stored` time of the last statement.
 
@@ -31,9 +33,14 @@ RALPH_STORE = "/var/lib/ralph/fs_lrs.jsonl"
 FAR_LRS_CONCURRENCY = ((20, 32),)
 PROXY_NAME = "lab-bench-delay"
 
-# Runs on an encoding host, in the worker's virtualenv (the requests Pod uses): COUNT statements
-# POSTed by POSTERS processes; prints the time from the first request to the last answer and the
-# answers' statuses. The URL and the credentials come through stdin with the script.
+# Runs on an encoding host, in the worker's virtualenv (the requests the worker uses): COUNT statements
+# POSTed by POSTERS processes, each taking the next statement as soon as it is free (one shared counter),
+# so that no poster idles while another still holds a share. MODE "keep": each poster has one
+# requests.Session, its connection opened (TLS handshake included) before the clock starts and kept
+# alive between statements, as a good client and the worker post; "new": requests.post, a new
+# connection (and handshake) for every statement, as Pod's own task posts. Prints the time from the
+# common start to the last answer, the answers' statuses and the connections each side opened.
+# The URL and the credentials come through stdin with the script.
 _POSTERS = pod.STATEMENT + r"""
 import json, multiprocessing, sys, time
 import requests
@@ -41,29 +48,56 @@ from requests.auth import HTTPBasicAuth
 
 URL, LOGIN, PASSWORD = json.loads(sys.stdin_config)
 CA = "/etc/ssl/certs/ca-certificates.crt"
-count, posters, tag = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+HEARTBEAT = URL.split("/xAPI/", 1)[0] + "/__heartbeat__"
+count, posters, tag, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 statements = [make_statement(number, tag) for number in range(count)]
+context = multiprocessing.get_context("fork")
+ready, taken, results = context.Barrier(posters + 1), context.Value("i", 0), context.Queue()
 
-def post(share):
-    statuses = {}
-    for statement in share:
-        # As Pod's task: requests.post, a new connection each, basic auth, no version header; the LRS's
-        # certificate checked against the host's CAs, as the worker checks it.
-        status = requests.post(URL, json=statement, auth=HTTPBasicAuth(LOGIN, PASSWORD), verify=CA).status_code
+def opened(session):
+    return sum(pool.num_connections for pool in session.adapters["https://"].poolmanager.pools._container.values()) + \
+        sum(pool.num_connections for pool in session.adapters["http://"].poolmanager.pools._container.values())
+
+def poster():
+    auth, statuses, connections = HTTPBasicAuth(LOGIN, PASSWORD), {}, 0
+    session = requests.Session() if mode == "keep" else None
+    if session is not None:
+        # The connection and its handshake, before the clock: the steady state of a kept-alive client.
+        assert session.get(HEARTBEAT, verify=CA).status_code == 200
+    ready.wait()
+    while True:
+        with taken.get_lock():
+            number = taken.value
+            taken.value += 1
+        if number >= count:
+            break
+        if session is not None:
+            status = session.post(URL, json=statements[number], auth=auth, verify=CA).status_code
+        else:
+            # As Pod's task: requests.post, a new connection each, basic auth; the certificate checked
+            # against the host's CAs, as the worker checks it.
+            status = requests.post(URL, json=statements[number], auth=auth, verify=CA).status_code
+            connections += 1
         statuses[status] = statuses.get(status, 0) + 1
-    return statuses
+    if session is not None:
+        connections = opened(session)
+    results.put((time.time(), statuses, connections))
 
 if __name__ == "__main__":
-    shares = [statements[i::posters] for i in range(posters)]
-    with multiprocessing.get_context("fork").Pool(posters) as pool:
-        start = time.time()
-        results = pool.map(post, shares, chunksize=1)
-        end = time.time()
+    processes = [context.Process(target=poster) for _ in range(posters)]
+    for process in processes:
+        process.start()
+    ready.wait()
+    start = time.time()
+    answers = [results.get() for _ in processes]
+    for process in processes:
+        process.join()
     statuses = {}
-    for result in results:
+    for _, result, _ in answers:
         for status, number in result.items():
             statuses[str(status)] = statuses.get(str(status), 0) + number
-    print(json.dumps({"start": start, "end": end, "statuses": statuses}))
+    print(json.dumps({"start": start, "end": max(a[0] for a in answers), "statuses": statuses,
+                      "connections": sum(a[2] for a in answers)}))
 """
 
 # Runs on the frontal in the site's Pod: COUNT statements through Pod's task, as fast as Pod's views
@@ -284,8 +318,9 @@ class Bench:
     def set_latency(self, rtt_ms):
         """Route every encoding host's traffic to the LRS through the delaying proxy (RTT_MS added), or
         directly (0)."""
-        self.clear_latency()
+        self.clear_latency(reconnect=False)
         if not rtt_ms:
+            self.reconnect_workers()
             return
         proxy_port = self.port + 1
         subprocess.run(["podman", "exec", "-d", lab.container("lrs"), "python3", "-c", PROXY, str(proxy_port),
@@ -299,8 +334,21 @@ class Bench:
                             "--to-destination", "%s:%d" % (address, proxy_port), "-m", "comment", "--comment",
                             PROXY_NAME], check=True)
         self.latency = rtt_ms
+        self.reconnect_workers()
         # Measured, not assumed: one request's time through the proxy.
         self.check_latency(rtt_ms)
+
+    def reconnect_workers(self):
+        """Restart the running worker nodes: their threads' kept-alive connections to the LRS keep the path
+        they were opened on (the kernel's connection tracking NATs a connection at its first packet only),
+        so after a change of latency they would bypass the proxy, or keep using a proxy that is gone."""
+        running = [host for host in self.hosts
+                   if faults.run(host, "systemctl is-active --quiet %s.service" % faults.WORKER_SERVICE, check=False).rc == 0]
+        for host in running:
+            faults.run(host, "systemctl restart %s.service" % faults.WORKER_SERVICE)
+        for host in running:
+            lab.until("the worker's nodes on %s run" % host, lambda host=host: faults.run(
+                host, "/etc/init.d/%s status" % faults.WORKER_SERVICE, check=False).rc == 0, 120)
 
     def check_latency(self, rtt_ms):
         script = ("import time, urllib.request\nstart = time.time()\n"
@@ -311,7 +359,8 @@ class Bench:
         assert took >= 2 * rtt_ms, "the proxy added %d ms, not 2 x %d ms" % (took, rtt_ms)
         return took
 
-    def clear_latency(self):
+    def clear_latency(self, reconnect=True):
+        removed = 0
         for host in self.hosts:
             pid = netns_pid(host)
             rules = subprocess.run(["nsenter", "-t", pid, "-n", "iptables", "-t", "nat", "-S", "OUTPUT"], check=True,
@@ -320,30 +369,53 @@ class Bench:
                 if PROXY_NAME in rule and rule.startswith("-A "):
                     subprocess.run(["nsenter", "-t", pid, "-n", "iptables", "-t", "nat", "-D"] + rule.split()[1:],
                                    check=True)
+                    removed += 1
         faults.run("lrs", "pkill -f %s || true" % (PROXY_NAME[:-1] + "[" + PROXY_NAME[-1] + "]"))
+        if reconnect and (removed or self.latency):
+            self.reconnect_workers()
         self.latency = 0
 
     # the phases -----------------------------------------------------------------------------
-    def ceiling_level(self, count, posters, tag):
+    def ceiling_level(self, count, posters, tag, mode="keep"):
         """COUNT statements POSTed by POSTERS parallel posters on the first encoding host, on a fresh
-        store."""
+        store; MODE "keep": a kept-alive connection each, "new": a new connection for each statement."""
         self.fresh_store()
-        result = _remote(self.hosts[0], _POSTERS, count, posters, tag,
+        result = _remote(self.hosts[0], _POSTERS, count, posters, tag, mode,
                          stdin_config=[self.lrs.url, self.lrs.login, self.lrs.password])
         assert result["statuses"] == {"200": count}, "the LRS answered %s" % result["statuses"]
-        return Phase(count, result["end"] - result["start"], {"posters": posters})
+        if mode == "keep":
+            # Proof that the posters kept their connections: one each, opened before the clock.
+            assert result["connections"] == posters, "%d posters opened %d connections" % (
+                posters, result["connections"])
+        return Phase(count, result["end"] - result["start"], {"posters": posters, "connections": result["connections"]})
+
+    # A level climbs when it beats the best rate so far by this share; the sweep stops after two levels in
+    # a row that do not (one alone may be noise).
+    CLIMB = 1.05
 
     def ceiling(self, count, levels, tag):
-        """The best rate over LEVELS of parallel posters; (best phase, {posters: rate})."""
-        phases = [self.ceiling_level(count, posters, "%s-p%d" % (tag, posters)) for posters in levels]
-        return max(phases, key=lambda p: p.rate), {p.detail["posters"]: p.rate for p in phases}
+        """The LRS's ceiling: kept-alive posters, level after level of LEVELS until the rate stops climbing.
+        Returns (best phase, {posters: rate}, whether it stopped climbing before the last level)."""
+        phases, flat = [], 0
+        for posters in levels:
+            phase = self.ceiling_level(count, posters, "%s-p%d" % (tag, posters))
+            best = max((p.rate for p in phases), default=0.0)
+            phases.append(phase)
+            flat = 0 if phase.rate > best * self.CLIMB else flat + 1
+            if flat == 2:
+                break
+        return max(phases, key=lambda p: p.rate), {p.detail["posters"]: p.rate for p in phases}, flat > 0
 
     def pipeline(self, count, tag, timeout):
         """COUNT statements through Pod's task on the frontal, on a fresh store: the time from the first
-        enqueue to the LRS's `stored` time of the last one."""
-        self.fresh_store()
+        enqueue to the LRS's `stored` time of the last one. The worker is warm first, as the posters are:
+        twice its slots of statements delivered just before, so that its threads run and hold their
+        connections to the LRS (open across Ralph's restart: nginx holds them)."""
         # Nothing left from an earlier run: it would reach this phase's store.
         lab.until("the broker holds nothing pending", self.nothing_pending, 120)
+        _remote("frontal", _ENQUEUE, 2 * self.worker_concurrency(), tag + "-warm")
+        lab.until("the worker delivered its warm-up statements", self.nothing_pending, 120)
+        self.fresh_store()
         before = self.tasks_by_node()
         sent = _remote("frontal", _ENQUEUE, count, tag)
         waited = faults.run("lrs", "python3 -c %s %s %d %d" % (shlex.quote(_WAIT_STORE), RALPH_STORE, count, timeout),

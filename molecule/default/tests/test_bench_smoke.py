@@ -16,9 +16,12 @@ def test_the_throughput_benchmark_runs_to_its_table():
         cwd=str(ROOT), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900, check=False)
     out = done.stdout
     assert done.returncode == 0, out[-3000:]
-    # One row per condition and round, the summary, the worker's memory and the targets' line.
-    assert any(line.startswith("none ") and "1:" in line and "4:" in line for line in out.splitlines()), out
-    assert any(line.startswith("20 ms ") for line in out.splitlines()), out
+    # One row per condition and round (the kept-alive posters' levels, the new-connection posters at the best
+    # level), the summary, the worker's memory at each condition and the targets' line.
+    rows = [line for line in out.splitlines() if " | " in line]
+    assert any(line.startswith("none ") and "(1:" in line and " 4:" in line for line in rows), out
+    assert any(line.startswith("20 ms ") and " at " in line for line in rows), out
+    assert any("kept-alive gain" in line for line in rows), out
     assert "xapi@encoding:20" in out, out
-    assert "worker memory on encoding: 1 process(es)" in out, out
+    assert "worker memory on encoding: 1 process(es)" in out and "(20 ms, 32 slots)" in out, out
     assert "targets: pipeline >=" in out, out
