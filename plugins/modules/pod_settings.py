@@ -39,7 +39,8 @@ description:
   - The file's owner, group and mode are kept when it is rewritten. O(owner), O(group) and O(mode) are
     applied before the new content is written, so that a secret never lands in a file with wider
     permissions than asked for; a symbolic O(mode) such as V(o-rwx) only removes bits.
-  - The file is written atomically.
+  - The file is written atomically. When O(path) is a symbolic link, the link is kept and the file it
+    points to gets the block; a link to nothing fails the task.
 author:
   - Esup-Pod xAPI collection maintainers (@EsupPortail)
 options:
@@ -244,13 +245,19 @@ def main():
     result = dict(changed=False, path=path)
     absent = module.params["state"] == "absent"
 
-    exists = os.path.exists(to_bytes(path))
+    # A site that links settings_local.py from elsewhere keeps its link: the block goes into the file it points to.
+    target = path
+    if os.path.islink(to_bytes(path)):
+        target = os.path.realpath(path)
+        if not os.path.exists(to_bytes(target)):
+            module.fail_json(msg="%s is a link to %s, which does not exist" % (path, target), **result)
+    exists = os.path.exists(to_bytes(target))
     if absent and not exists:
         module.exit_json(names=[], shadowed=[], **result)
     if exists:
-        if not os.path.isfile(to_bytes(path)):
-            module.fail_json(msg="%s is not a regular file" % path, **result)
-        text = read_text(module, path)
+        if not os.path.isfile(to_bytes(target)):
+            module.fail_json(msg="%s is not a regular file" % target, **result)
+        text = read_text(module, target)
     elif module.params["create"]:
         text = ""
         parent = os.path.dirname(path) or "."
@@ -289,9 +296,10 @@ def main():
     # An existing file gets its requested attributes first: the new content then replaces it with
     # them (atomic_move keeps the owner, group and mode of the file it replaces).
     if exists:
-        changed = module.set_fs_attributes_if_different(module.load_file_common_arguments(module.params), changed)
+        changed = module.set_fs_attributes_if_different(module.load_file_common_arguments(module.params, path=target),
+                                                        changed)
     if outcome["changed"] and not module.check_mode:
-        write_text(module, path, outcome["new_text"], exists)
+        write_text(module, target, outcome["new_text"], exists)
 
     result["changed"] = changed
     module.exit_json(**result)

@@ -151,3 +151,35 @@ def test_state_absent_gives_the_file_its_bytes_back_hides_the_values_and_is_idem
 def test_state_absent_leaves_a_missing_file_missing(capsys, tmp_path):
     result, _out = run(capsys, **common(tmp_path / "settings_local.py", state="absent", create=True))
     assert result["changed"] is False and not (tmp_path / "settings_local.py").exists()
+
+
+def test_a_link_stays_a_link_and_its_target_gets_the_block(capsys, tmp_path):
+    # Sites keep settings_local.py elsewhere (a configuration directory) and link it into the checkout.
+    target = tmp_path / "etc" / "settings_local.py"
+    target.parent.mkdir()
+    target.write_text(SITE)
+    os.chmod(str(target), 0o640)
+    link = tmp_path / "checkout" / "settings_local.py"
+    link.parent.mkdir()
+    link.symlink_to(target)
+
+    result, _out = run(capsys, mode="o-rwx", **common(link))
+    assert result["changed"] is True
+    assert link.is_symlink() and os.readlink(str(link)) == str(target)
+    assert "XAPI_LRS_URL = 'http://lrs/xAPI/statements/'" in target.read_text()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+    result, _out = run(capsys, mode="o-rwx", **common(link))
+    assert result["changed"] is False
+
+    result, _out = run(capsys, state="absent", **common(link))
+    assert result["changed"] is True
+    assert link.is_symlink() and target.read_text() == SITE
+
+
+def test_a_dangling_link_names_its_target(capsys, tmp_path):
+    link = tmp_path / "settings_local.py"
+    link.symlink_to(tmp_path / "gone" / "settings_local.py")
+    result, _out = run(capsys, **common(link))
+    assert result["failed"] is True
+    assert result["msg"] == "%s is a link to %s, which does not exist" % (link, tmp_path / "gone" / "settings_local.py")
