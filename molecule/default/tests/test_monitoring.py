@@ -209,7 +209,7 @@ def broker_cli(*words):
 
 
 def test_warning_then_critical_as_the_broker_nears_its_memory_limit():
-    """The broker's maxmemory lowered for the test, so that what it holds is 85 %, then 97 %, of it; then put back."""
+    """The broker's maxmemory lowered for the test, so that what it holds is 85 %, then 105 %, of it; then put back."""
     assert broker_cli("CONFIG", "GET", "maxmemory-policy").split()[-1] == "noeviction"
     limit = broker_cli("CONFIG", "GET", "maxmemory").split()[-1]
     used = int(broker_cli("INFO", "memory").split("used_memory:")[1].split()[0])
@@ -227,7 +227,9 @@ def test_warning_then_critical_as_the_broker_nears_its_memory_limit():
         assert rc == 0, out[-3000:]
         assert re.search(r"\[WARNING\]: broker memory at [0-9.]+% of its maxmemory \(.+\), over 80%: when full it "
                          r"refuses new statements \(noeviction\)", out), out[-3000:]
-        broker_cli("CONFIG", "SET", "maxmemory", str(int(used / 0.97)))
+        # Above the limit, not just under it: what the broker holds moves by a few percent as clients come and go.
+        used = int(broker_cli("INFO", "memory").split("used_memory:")[1].split()[0])
+        broker_cli("CONFIG", "SET", "maxmemory", str(int(used / 1.05)))
         rc, line = one_line()
         assert rc == 2 and line.startswith("XAPI CRITICAL - broker memory at "), line
         assert "over 95%: when full it refuses new statements (noeviction)" in line, line
