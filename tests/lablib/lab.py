@@ -7,6 +7,7 @@ The lab is the one tests/lab/labctl made with the name in the LAB_NAME environme
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -95,6 +96,11 @@ def run_playbook(*args, inventories=("inventory/lab",)):
     done = subprocess.run(command + list(args), cwd=str(REPO_ROOT), env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
     return done.returncode, done.stdout
+
+
+def changed_by_host(output):
+    """{host: changed count} from the PLAY RECAP of a playbook's OUTPUT."""
+    return {host: int(changed) for host, changed in re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", output, re.M)}
 
 
 def until(what, probe, timeout, interval=0.5):

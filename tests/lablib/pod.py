@@ -86,6 +86,21 @@ def enqueue(count, tag="test", via="frontal"):
     return json.loads(out.strip().splitlines()[-1])
 
 
+_SETTING = r"""
+import importlib, sys
+print(getattr(importlib.import_module("pod.custom.settings_local"), sys.argv[1]))
+"""
+
+
+def site_setting(name, via="frontal"):
+    """The value of NAME as Pod reads it, importing pod.custom.settings_local on the lab host VIA, as Python prints it."""
+    process = run_in_pod(via, _SETTING, name)
+    out, err = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError("reading %s on %s failed: %s" % (name, via, err.strip()[-2000:]))
+    return out.strip()
+
+
 def inspect(what, via="frontal", timeout=5, json_output=False):
     """`celery -A pod.xapi.xapi_tasks inspect WHAT` in the Pod of the lab host VIA (pod_of), through
     the broker, as Pod's app sees the workers; returns testinfra's result."""

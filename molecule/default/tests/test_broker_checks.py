@@ -2,8 +2,6 @@
 evict the queue is refused, naming the cause, and no host changes. The site's own Redis of the
 frontal (Pod's, no password) stands for it, its eviction policy set for the test and put back."""
 
-import re
-
 import pytest
 
 from lablib import lab
@@ -29,5 +27,5 @@ def test_a_site_broker_that_evicts_any_key_is_refused_before_any_change():
     assert rc != 0, out[-3000:]
     assert ("broker at frontal:6379 evicts any key when full (maxmemory-policy allkeys-lru), queued statements "
             "included") in out, out[-3000:]
-    recap = dict(re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", out, re.M))
-    assert recap and set(recap.values()) == {"0"}, recap
+    recap = lab.changed_by_host(out)
+    assert recap and set(recap.values()) == {0}, recap

@@ -196,7 +196,7 @@ def fresh_check():
 def test_check_mode_before_the_first_deployment_reports_changes_on_every_host():
     rc, output = fresh_check()
     assert rc == 0, output[-3000:]
-    counts = {host: int(n) for host, n in re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}
+    counts = lab.changed_by_host(output)
     assert set(counts) == {"frontal", "encoding"} and all(n > 0 for n in counts.values()), counts
     assert "this run deploys it (group pod_broker)" in output
 

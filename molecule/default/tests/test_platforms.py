@@ -15,7 +15,6 @@ removed after it:
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 
 import pytest
@@ -46,11 +45,6 @@ def bullseye():
         labctl("remove", lab.lab_name(), HOST)
 
 
-def recap(out):
-    """{host: changed} of a run's recap."""
-    return {host: int(changed) for host, changed in re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", out, re.M)}
-
-
 def test_a_debian_11_host_is_refused_by_every_role_before_any_change(bullseye, tmp_path):
     assert bullseye.system_info.codename == "bullseye"
     inventory = tmp_path / "bullseye.yml"
@@ -64,7 +58,7 @@ def test_a_debian_11_host_is_refused_by_every_role_before_any_change(bullseye, t
                    "(bookworm) and Debian 13 (trixie) only" % (HOST, role, role))
         assert message in out, out[-4000:]
         print("\n" + message)
-    changed = recap(out)
+    changed = lab.changed_by_host(out)
     assert set(changed) == {"frontal", "encoding"} | {"%s-%s" % (HOST, role) for role in ROLES}, changed
     assert set(changed.values()) == {0}, changed
 
@@ -87,5 +81,5 @@ def test_debian_11s_redis_as_a_sites_broker_is_refused_before_any_change(bullsey
     assert message in out, out[-4000:]
     print("\n" + message)
     assert "Stop every host when any host failed its checks" in out
-    changed = recap(out)
+    changed = lab.changed_by_host(out)
     assert changed and set(changed.values()) == {0}, changed

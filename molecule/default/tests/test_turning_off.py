@@ -6,7 +6,6 @@ stay. A re-run changes nothing. `site.yml` with xAPI on again starts the worker,
 resumes. The lab is left on, as the other tests expect it.
 """
 
-import re
 import sys
 from pathlib import Path
 
@@ -22,11 +21,6 @@ pytestmark = pytest.mark.once
 
 SERVICE = "celeryd-xapi"
 KEPT_KEY = "lab:test:turning-off:kept"
-
-
-def recap_changed(output):
-    """{host: changed count} of a playbook's PLAY RECAP."""
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", output, re.M)}
 
 
 def site_use_xapi():
@@ -65,7 +59,7 @@ def test_turning_xapi_off_drains_then_stops_and_on_again_resumes():
         # Off is a state: a re-run changes nothing.
         rc, output = lab.run_playbook("playbooks/site.yml", "-e", "xapi_enabled=false")
         assert rc == 0, output[-4000:]
-        assert set(recap_changed(output).values()) == {0}, output[-3000:]
+        assert set(lab.changed_by_host(output).values()) == {0}, output[-3000:]
     finally:
         rc, output = lab.run_playbook("playbooks/site.yml")
         broker.broker("DEL %s" % KEPT_KEY)

@@ -39,11 +39,6 @@ LEFT_OUT = {
 }
 
 
-def recap(output):
-    """{host: changed count} of a playbook's PLAY RECAP."""
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", output, re.M)}
-
-
 def before(name):
     return json.loads(lab.host(name).file("/var/lib/lab-site/before.json").content_string)
 
@@ -69,7 +64,7 @@ def test_a_stopped_worker_with_statements_queued_stops_the_uninstall_before_any_
         queued = re.search(r"(\d+) statements are still queued for the LRS", output)
         assert queued and int(queued.group(1)) >= 5, output[-3000:]
         assert "Nothing was changed" in output
-        assert set(recap(output).values()) == {0}, output[-3000:]
+        assert set(lab.changed_by_host(output).values()) == {0}, output[-3000:]
         assert frontal.file(SITE_SETTINGS).sha256sum == settings
         assert encoding.file("/etc/systemd/system/%s.service" % SERVICE).exists
     finally:
@@ -82,7 +77,7 @@ def test_check_mode_reports_the_removal_and_changes_nothing():
     settings = frontal.file(SITE_SETTINGS).sha256sum
     rc, output = uninstall("--check", "--diff", "-e", "xapi_uninstall_broker=true")
     assert rc == 0, output[-3000:]
-    changed = recap(output)
+    changed = lab.changed_by_host(output)
     assert changed["frontal"] > 0 and changed["encoding"] > 0, changed
     assert "BEGIN esup_pod.xapi managed settings (frontal)" in output
     assert lab.var("frontal", "xapi_broker_password") not in output
@@ -115,4 +110,4 @@ def test_the_uninstall_delivers_what_is_queued_and_gives_the_site_back():
     # Gone is a state: a second run changes nothing.
     rc, output = uninstall("-e", "xapi_uninstall_broker=true")
     assert rc == 0, output[-3000:]
-    assert set(recap(output).values()) == {0}, output[-3000:]
+    assert set(lab.changed_by_host(output).values()) == {0}, output[-3000:]
