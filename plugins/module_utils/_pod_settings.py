@@ -19,6 +19,7 @@ by a block id: each updates its own block and leaves the others alone.
 from __future__ import annotations
 
 import ast
+import io
 import keyword
 import re
 
@@ -374,7 +375,89 @@ def block_text(text, block_id=""):
     return text[span[0]:span[1]] if span else ""
 
 
-def plan(text, settings, secrets, filename="<settings>", block_id=""):
+def _site_ranges(text):
+    """1-based (first, last) line ranges of every managed block of text (BOM already removed)."""
+    ids = [""] + other_block_ids(text, "")
+    return [r for r in (_block_line_range(text, b) for b in ids) if r]
+
+
+def _outside(ranges, lineno):
+    return not any(first <= lineno <= last for first, last in ranges)
+
+
+def site_literal(text, name, filename="<settings>"):
+    """The value that the site's own lines (outside every managed block) give NAME, parsed, never run:
+    (True, value), or (False, None) when they never bind it.
+
+    Only a plain assignment of a literal at the top of the module counts, the last binding winning; a
+    last binding of another kind (a call, an import, inside an if or a try...) raises PodSettingsError.
+    """
+    if text.startswith(_BOM):
+        text = text[len(_BOM):]
+    tree = _parse(text, filename)
+    ranges = _site_ranges(text)
+    lines = [lineno for bound, lineno, _value in _module_level_bindings(tree) if bound == name and _outside(ranges, lineno)]
+    if not lines:
+        return False, None
+    last = max(lines)
+    for statement in tree.body:
+        if _simple_names(statement) and name in _simple_names(statement) and statement.lineno == last:
+            try:
+                return True, ast.literal_eval(statement.value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                break
+    raise PodSettingsError("%s in %s is not set by a plain assignment of a literal (line %d): it is read without "
+                           "running the file" % (name, filename, last))
+
+
+def _simple_names(statement):
+    """The names that a top-level NAME = literal-or-not (or NAME: type = value) statement assigns, else ()."""
+    if isinstance(statement, ast.Assign) and all(isinstance(t, ast.Name) for t in statement.targets):
+        return tuple(t.id for t in statement.targets)
+    if isinstance(statement, ast.AnnAssign) and statement.value is not None and isinstance(statement.target, ast.Name):
+        return (statement.target.id,)
+    return ()
+
+
+def remove_site_names(text, names, filename="<settings>"):
+    """Remove the site's own top-level assignments of NAMES (outside every managed block), whole lines,
+    every other byte kept. Returns (new text, removed, left): removed and left are sorted lists of
+    {name, line} (line numbers of TEXT); left are bindings that are not removed (inside an if, sharing a
+    line with another statement, assigning another name too...)."""
+    wanted = set(names or ())
+    if not wanted:
+        return text, [], []
+    bom = ""
+    if text.startswith(_BOM):
+        bom, text = _BOM, text[len(_BOM):]
+    tree = _parse(text, filename)
+    ranges = _site_ranges(text)
+    body = tree.body
+    drop, removed = set(), []
+    for index, statement in enumerate(body):
+        assigned = set(_simple_names(statement))
+        if not assigned or not assigned <= wanted or not _outside(ranges, statement.lineno):
+            continue
+        before = body[index - 1].end_lineno if index else 0
+        after = body[index + 1].lineno if index + 1 < len(body) else None
+        if before >= statement.lineno or (after is not None and after <= statement.end_lineno):
+            continue
+        drop.update(range(statement.lineno, statement.end_lineno + 1))
+        removed.extend({"name": name, "line": statement.lineno} for name in sorted(assigned))
+    left = [{"name": bound, "line": lineno} for bound, lineno, _value in _module_level_bindings(tree)
+            if bound in wanted and _outside(ranges, lineno) and lineno not in drop]
+    lines = io.StringIO(text, newline="").readlines()
+    kept = "".join(line for number, line in enumerate(lines, 1) if number not in drop)
+    order = (lambda item: (item["line"], item["name"]))
+    return bom + kept, sorted(removed, key=order), sorted(left, key=order)
+
+
+def removed_lines(removed):
+    """The removed assignments as the diff shows them: every value hidden."""
+    return "".join("%s = %r  # line %d of the site's own lines\n" % (item["name"], MASK, item["line"]) for item in removed)
+
+
+def plan(text, settings, secrets, filename="<settings>", block_id="", remove=()):
     """Compute everything the module needs; raises PodSettingsError and changes nothing.
 
     text is the current content ('' for a file to create). Returns a dict with: new_text (the real
@@ -384,8 +467,14 @@ def plan(text, settings, secrets, filename="<settings>", block_id=""):
     values, secret_names = merge_values(settings, secrets)
     if not values:
         raise PodSettingsError("nothing to manage: give at least one name in settings or secrets")
+    for name in remove or ():
+        check_name(name)
+    clash = sorted(set(remove or ()) & set(values))
+    if clash:
+        raise PodSettingsError("names both managed and removed: %s" % ", ".join(clash))
     _parse(text, filename)
-    new_text = update_text(text, values, secret_names, block_id=block_id)
+    site_text, removed, left = remove_site_names(text, remove, filename)
+    new_text = update_text(site_text, values, secret_names, block_id=block_id)
     check_compiles(new_text, filename)
     secret_values = [secrets[name] for name in secret_names]
     old_block, new_block = block_text(text, block_id), block_text(new_text, block_id)
@@ -397,8 +486,11 @@ def plan(text, settings, secrets, filename="<settings>", block_id=""):
         "changed": new_text != text,
         "names": sorted(values),
         "shadowed": find_shadowed(new_text, values, filename, block_id),
-        "before": mask_text(old_block, secret_names, secret_values, filename, old_block_names, block_id),
+        "before": removed_lines(removed) + mask_text(old_block, secret_names, secret_values, filename, old_block_names,
+                                                     block_id),
         "after": mask_text(new_block, secret_names, secret_values, filename, block_id=block_id),
+        "removed": removed,
+        "left": left,
     }
 
 

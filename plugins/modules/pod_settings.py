@@ -63,6 +63,20 @@ options:
       - A name may be given in O(settings) or in O(secrets), not in both.
     type: dict
     default: {}
+  remove:
+    description:
+      - Names to remove from the site's own lines, outside every managed block, for example credentials
+        that the host must no longer hold.
+      - Only a plain assignment at the top of the file (C(NAME = value) or C(NAME: type = value)) that
+        assigns nothing else and shares its lines with no other statement is removed, whole lines; every
+        other byte of the file is kept. Any other binding of those names is left as it is, with a warning,
+        and returned in RV(left).
+      - The diff shows each removed assignment with its value replaced by C('********').
+      - A name may not be both managed (in O(settings) or O(secrets)) and removed. Ignored with O(state=absent).
+    type: list
+    elements: str
+    default: []
+    version_added: 0.2.0
   block:
     description:
       - The name of the managed block, so that several writers of one file each keep their own.
@@ -167,6 +181,32 @@ shadowed:
       description: The line (1-based) of the site's assignment.
       type: int
   sample: [{name: USE_XAPI, line: 12}]
+removed:
+  description: The site's own assignments that O(remove) removed; line numbers refer to the file before the task.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The name.
+      type: str
+    line:
+      description: The line (1-based) of the assignment.
+      type: int
+  sample: [{name: XAPI_LRS_PWD, line: 88}]
+left:
+  description: Bindings of names of O(remove) outside the managed blocks that were not removed (see O(remove)).
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The name.
+      type: str
+    line:
+      description: The line (1-based) of the binding, in the file before the task.
+      type: int
+  sample: []
 diff:
   description:
     - The managed block before and after, with every secret value replaced by C('********'). The rest
@@ -234,6 +274,7 @@ def main():
             secrets=dict(type="dict", default={}, no_log=True),
             create=dict(type="bool", default=False),
             block=dict(type="str", default=""),
+            remove=dict(type="list", elements="str", default=[]),
             state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
         add_file_common_args=True,
@@ -273,12 +314,18 @@ def main():
         if absent:
             outcome = plan_absent(text, filename=path, block_id=module.params["block"])
         else:
-            outcome = plan(text, settings, secrets, filename=path, block_id=module.params["block"])
+            outcome = plan(text, settings, secrets, filename=path, block_id=module.params["block"],
+                           remove=module.params["remove"])
     except PodSettingsError as exc:
         module.fail_json(msg=to_native(exc), **result)
 
     changed = outcome["changed"] or not exists
     result.update(names=outcome["names"], shadowed=outcome["shadowed"])
+    if not absent:
+        result.update(removed=outcome["removed"], left=outcome["left"])
+    for item in outcome.get("left", []):
+        module.warn("%s is bound at line %d of %s in a way the module does not remove (not a plain assignment of its "
+                    "own at the top of the file): remove it by hand" % (item["name"], item["line"], path))
     for item in outcome["shadowed"]:
         module.warn(
             "%s is also assigned at line %d of %s, outside the managed block: that assignment is left "
