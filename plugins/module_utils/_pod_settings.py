@@ -448,8 +448,11 @@ def remove_site_names(text, names, filename="<settings>"):
             if bound in wanted and _outside(ranges, lineno) and lineno not in drop]
     lines = io.StringIO(text, newline="").readlines()
     kept = "".join(line for number, line in enumerate(lines, 1) if number not in drop)
-    order = (lambda item: (item["line"], item["name"]))
-    return bom + kept, sorted(removed, key=order), sorted(left, key=order)
+    return bom + kept, sorted(removed, key=_by_line), sorted(left, key=_by_line)
+
+
+def _by_line(item):
+    return item["line"], item["name"]
 
 
 def removed_lines(removed):

@@ -75,7 +75,7 @@ def read_reply(stream):
         size = int(rest)
         if size < 0:
             return None
-        return [read_reply(stream) for _ in range(size)]
+        return [read_reply(stream) for index in range(size)]
     raise RedisError("not a Redis reply: %r" % line[:40])
 
 
@@ -105,7 +105,7 @@ class Client(object):
             return []
         try:
             self._sock.sendall(b"".join(encode(*command) for command in commands))
-            replies = [read_reply(self._stream) for _ in commands]
+            replies = [read_reply(self._stream) for command in commands]
         except (OSError, ValueError) as exc:
             raise RedisError("%s: %s" % (self.address, exc))
         for reply in replies:

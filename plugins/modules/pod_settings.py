@@ -67,10 +67,10 @@ options:
     description:
       - Names to remove from the site's own lines, outside every managed block, for example credentials
         that the host must no longer hold.
-      - Only a plain assignment at the top of the file (C(NAME = value) or C(NAME: type = value)) that
+      - "Only a plain assignment at the top of the file (C(NAME = value) or C(NAME: type = value)) that
         assigns nothing else and shares its lines with no other statement is removed, whole lines; every
         other byte of the file is kept. Any other binding of those names is left as it is, with a warning,
-        and returned in RV(left).
+        and returned in RV(left)."
       - The diff shows each removed assignment with its value replaced by C('********').
       - A name may not be both managed (in O(settings) or O(secrets)) and removed. Ignored with O(state=absent).
     type: list

@@ -25,7 +25,7 @@ description:
     site's own lines of O(settings_file) (outside the blocks that M(esup_pod.xapi.pod_settings) manages). The
     file is parsed, never run. Nothing is moved when there is no old URL, when it is empty, or when it reaches
     the same Redis server and database as O(new_url).
-  - The module speaks Redis's protocol itself, with Python's standard library: it imports nothing of the site.
+  - The module speaks Redis's protocol itself, with Python's standard library alone, and imports nothing of the site.
   - Passwords in the URLs never appear in the results or the messages.
 author:
   - Esup-Pod xAPI collection maintainers (@EsupPortail)
@@ -207,8 +207,8 @@ def main():
             module.exit_json(msg="the old broker is the new one: nothing to move", **result)
         found = "%d statements (%d queued, %d unacknowledged)" % (queued + unacked, queued, unacked)
         if module.check_mode:
-            module.exit_json(msg="would move %s from %s to the new broker" % (found, result["old_broker"]),
-                             **dict(result, changed=True))
+            result.update(changed=True, msg="would move %s from %s to the new broker" % (found, result["old_broker"]))
+            module.exit_json(**result)
         moved = move(old, new, queue)
         result.update(changed=True, moved=moved["queued"] + moved["unacked"])
         module.exit_json(msg="moved %d statements (%d queued, %d unacknowledged) from %s to the new broker" % (

@@ -78,7 +78,7 @@ def hold_unacknowledged(count):
 def start_seed_worker():
     """The guide's node on the encoding host: the site's Pod and user, celery multi, no -Q xapi."""
     # Without gossip, mingle and heartbeats: its only key in the site's Redis is its own remote-control queue's binding.
-    command = ("CELERY_BROKER_URL=%s %s -m celery multi start %s -A pod.xapi.xapi_tasks --pidfile=%s "
+    command = ("PYTHONDONTWRITEBYTECODE=1 CELERY_BROKER_URL=%s %s -m celery multi start %s -A pod.xapi.xapi_tasks --pidfile=%s "
                "--logfile=/tmp/worker-xapi.log --without-gossip --without-mingle --without-heartbeat"
                % (SEED_BROKER, pod.POD_PYTHON, SEED_NODE, SEED_PIDFILE))
     out = lab.host("encoding").run("cd %s && su pod -s /bin/sh -c %s" % (pod.POD_DIR, _quote(command)))
