@@ -193,24 +193,6 @@ def test_a_new_release_moves_the_workers_checkout_and_restarts_it_once(lrs):
 
 
 @pytest.mark.once
-def test_a_hand_made_worker_from_the_seed_document_is_replaced():
-    host = encoding()
-    # The seed's way: celery multi, outside any unit, a node named worker-xapi.
-    started = host.run(
-        "set -a; . /etc/default/celeryd-xapi; set +a; cd %s && su %s -s /bin/sh -c '"
-        "%s -m celery multi start worker-xapi -A pod.xapi.xapi_tasks -Q xapi "
-        "--pidfile=/tmp/worker-xapi.pid --logfile=/tmp/worker-xapi.log'"
-        % (pod.WORKER_DIR, pod.WORKER_USER, pod.WORKER_PYTHON))
-    assert started.rc == 0, started.stderr
-    lab.until("the hand-made node consumes xapi",
-              lambda: "worker-xapi@encoding" in pod.inspect_json("active_queues", via="encoding"), 60)
-    rc, output = lab.run_playbook("playbooks/site.yml")
-    assert rc == 0, output[-3000:]
-    assert "Stop the xAPI workers that the role's units do not run" in output
-    assert sorted(pod.inspect_json("active_queues", via="encoding")) == ["xapi@encoding"]
-
-
-@pytest.mark.once
 @pytest.mark.parametrize("extra, message", [
     (["-e", "worker_pod_version=main"], "is a branch of"),
     (["-e", "worker_pod_dir=%s" % SITE_DIR, "-e", "worker_venv=%s" % SITE_VENV, "-e", "worker_user=pod"],
