@@ -19,7 +19,8 @@ SITE_REDIS_PORT = 6379
 SEED_BROKER = "redis://frontal:%d/6" % SITE_REDIS_PORT
 SEED_NODE = "worker-xapi"
 # Where the guide's node keeps its pid and log (outside every tree the lab's snapshots record).
-SEED_PIDFILE = "/tmp/worker-xapi.pid"
+SEED_PIDFILE = "/tmp/lab-seed-worker-xapi.pid"
+SEED_LOGFILE = "/tmp/lab-seed-worker-xapi.log"
 
 # The lab hosts have no Redis client library: the collection's own RESP client (standard library only).
 _RESP = (Path(__file__).resolve().parents[2] / "plugins" / "module_utils" / "_resp.py").read_text(encoding="utf-8")
@@ -79,10 +80,18 @@ def start_seed_worker():
     """The guide's node on the encoding host: the site's Pod and user, celery multi, no -Q xapi."""
     # Without gossip, mingle and heartbeats: its only key in the site's Redis is its own remote-control queue's binding.
     command = ("PYTHONDONTWRITEBYTECODE=1 CELERY_BROKER_URL=%s %s -m celery multi start %s -A pod.xapi.xapi_tasks --pidfile=%s "
-               "--logfile=/tmp/worker-xapi.log --without-gossip --without-mingle --without-heartbeat"
-               % (SEED_BROKER, pod.POD_PYTHON, SEED_NODE, SEED_PIDFILE))
+               "--logfile=%s --without-gossip --without-mingle --without-heartbeat"
+               % (SEED_BROKER, pod.POD_PYTHON, SEED_NODE, SEED_PIDFILE, SEED_LOGFILE))
     out = lab.host("encoding").run("cd %s && su pod -s /bin/sh -c %s" % (pod.POD_DIR, _quote(command)))
     assert out.rc == 0, out.stderr
+
+
+def remove_seed_worker():
+    """Kill what is left of the guide's node (a failed run) and remove its pid and log files."""
+    host = lab.host("encoding")
+    for pid in seed_worker_pids():
+        host.run("kill -KILL %s" % pid)
+    assert host.run("rm -f %s %s" % (SEED_PIDFILE, SEED_LOGFILE)).rc == 0
 
 
 def seed_node_binding():

@@ -73,8 +73,7 @@ def handmade_site():
     finally:
         handmade.write_file("frontal", SETTINGS, converged)
         assert frontal.run("systemctl restart uwsgi-pod").rc == 0
-        for pid in handmade.seed_worker_pids():
-            lab.host("encoding").run("kill -KILL %s" % pid)
+        handmade.remove_seed_worker()
         # What a failed run left of the seed's queue would count in the next run of this test.
         frontal.run("redis-cli -n 6 DEL xapi unacked unacked_index")
 
