@@ -83,10 +83,13 @@ def move(old, new, queue, batch=BATCH):
     for key in backlog_keys(queue):
         if old.execute("TYPE", key) != "list":
             continue
-        while True:
-            items = old.execute("LRANGE", key, 0, batch - 1)
+        # As many as the list holds now: one that some producer still fills is emptied by the next run.
+        left = old.execute("LLEN", key)
+        while left > 0:
+            items = old.execute("LRANGE", key, 0, min(batch, left) - 1)
             if not items:
                 break
+            left -= len(items)
             new.execute("RPUSH", key, *items)
             old.pipeline([("LREM", key, 1, item) for item in items])
             moved["queued"] += len(items)

@@ -197,7 +197,8 @@ def main():
                              **result)
         try:
             new, new_parts = connect(module, new_url, "new")
-            same = server_id(old) == server_id(new) and old_parts["db"] == new_parts["db"]
+            old_id = server_id(old)
+            same = old_id is not None and old_id == server_id(new) and old_parts["db"] == new_parts["db"]
         except RedisError:
             if not module.check_mode:
                 raise

@@ -111,8 +111,10 @@ KOMBU = textwrap.dedent(r"""
 """)
 
 
-def fill(port, count_, take):
-    done = subprocess.run([sys.executable, "-c", KOMBU, "redis://127.0.0.1:%d/6" % port, str(count_), str(take)],
+def fill(url, count_, take):
+    """COUNT_ statements (and one of another queue) into the broker URL, TAKE of them left unacknowledged;
+    returns the ids of those."""
+    done = subprocess.run([sys.executable, "-c", KOMBU, url, str(count_), str(take)],
                           text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -138,7 +140,7 @@ def test_the_resp_client_authenticates_selects_and_reports_errors(start_redis):
 
 def test_every_statement_moves_and_nothing_else_changes(start_redis):
     old_port, new_port = start_redis(), start_redis("--requirepass", "n3w")
-    held = fill(old_port, 30, 4)
+    held = fill("redis://127.0.0.1:%d/6" % old_port, 30, 4)
     old_redis, new_redis = redis.Redis(port=old_port, db=6), redis.Redis(port=new_port, db=6, password="n3w")
     old_redis.set("site:key", "kept")
     redis.Redis(port=old_port, db=5).rpush("xapi", "another db's list")
