@@ -111,13 +111,16 @@ def test_one_run_moves_the_seeds_statements_and_keeps_the_sites_choices(handmade
     assert rest_of(after) == rest_of(before)
     stored = lrs.wait_for(ids, timeout=120)
     assert sorted(stored) == sorted(ids)
-    print("db 6 before: %d queued + %d unacknowledged; stored by the LRS after: %d of %d" % (
-        len(seed_queue), len(seed_unacked), len(set(stored) & set(ids)), len(ids)))
+    print("db 6 before: %d queued + %d unacknowledged; stored by the LRS after: %d of %d; db 6 after: %d queued + %d "
+          "unacknowledged" % (len(seed_queue), len(seed_unacked), len(set(stored) & set(ids)), len(ids),
+                              len(after.get(6, {}).get("xapi", ["list", []])[1]),
+                              len([v for v in after.get(6, {}).get("unacked", ["hash", {}])[1].values() if routed_to_xapi(v)])))
 
     assert not handmade.seed_worker_pids()
     assert "moved %d statements (%d queued, %d unacknowledged) from %s to the new broker" % (
         STATEMENTS, STATEMENTS - HELD, HELD, handmade.SEED_BROKER) in output, output[-3000:]
     assert password not in output
+    print(*(line.strip() for line in output.splitlines() if "statements (" in line), sep="\n")
 
     # The site's own lines are kept byte for byte, but for the two credentials; the actor stays as the site chose.
     text = frontal.file(SETTINGS).content_string
