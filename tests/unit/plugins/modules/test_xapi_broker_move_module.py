@@ -16,7 +16,8 @@ from ansible_collections.esup_pod.xapi.plugins.modules import xapi_broker_move
 
 # ansible-core's patch_module_args, or its stand-in on 2.18.
 from ansible_collections.esup_pod.xapi.tests.unit.compat import patch_module_args
-from ansible_collections.esup_pod.xapi.tests.unit.plugins.module_utils.test_xapi_broker_move import (  # noqa: F401
+# start_redis is a fixture: pytest hands it to the tests by name.
+from ansible_collections.esup_pod.xapi.tests.unit.plugins.module_utils.test_xapi_broker_move import (  # noqa: F401 pylint: disable=unused-import
     fill,
     start_redis,
 )
