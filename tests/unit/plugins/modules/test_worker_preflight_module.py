@@ -17,7 +17,7 @@ import pytest
 
 from ansible_collections.esup_pod.xapi.plugins.module_utils import _worker_preflight as wp
 from ansible_collections.esup_pod.xapi.plugins.modules import worker_preflight
-from ansible_collections.esup_pod.xapi.tests.unit.compat import patch_module_args
+from ansible_collections.esup_pod.xapi.tests.unit.compat import run_module
 
 SECRET = "s3cret-lrs-pw"
 
@@ -59,15 +59,10 @@ def closed_port():
 
 
 def run(capsys, **args):
-    params = dict(host="encoding", lrs_login="pod-xapi", lrs_password=SECRET, timeout=2)
-    params.update(args)
-    params.setdefault("_ansible_tmpdir", None)
-    with patch_module_args(params):
-        with pytest.raises(SystemExit):
-            worker_preflight.main()
-    out = capsys.readouterr().out
-    assert SECRET not in out
-    return json.loads(out)
+    result = run_module(worker_preflight.main, capsys, dict(dict(host="encoding", lrs_login="pod-xapi", lrs_password=SECRET,
+                                                                  timeout=2), **args))
+    assert SECRET not in json.dumps(result)
+    return result
 
 
 def test_an_lrs_that_takes_the_empty_list_passes(capsys, lrs):
