@@ -119,8 +119,8 @@ def url_host(value):
 def delivery_limits_hold(v):
     if not as_bool(v.get("worker_delivery_hardening")):
         return True
-    hard, soft, lrs = (as_int(v.get(name)) for name in ("worker_task_time_limit", "worker_task_soft_time_limit",
-                                                          "worker_lrs_timeout"))
+    names = ("worker_task_time_limit", "worker_task_soft_time_limit", "worker_lrs_timeout")
+    hard, soft, lrs = (as_int(v.get(name)) for name in names)
     visibility, backoff = as_int(v.get("worker_visibility_timeout")), as_int(v.get("worker_retry_backoff_max"))
     return hard > soft > lrs > 0 and visibility > backoff + hard and backoff > 0
 
@@ -152,8 +152,8 @@ def rules(v, service_mgr, host):
            "worker_nodes must be a non-empty list of distinct node names (letters, digits, '-', '_')")
     yield (pool in ("threads", "prefork"),
            "worker_pool must be 'threads' or 'prefork', not %s" % json.dumps(truncate(str(pool))))
-    yield (all(as_int(v.get(name)) > 0 for name in ("worker_concurrency", "worker_prefetch_multiplier",
-                                                      "worker_max_tasks_per_child")),
+    counts = ("worker_concurrency", "worker_prefetch_multiplier", "worker_max_tasks_per_child")
+    yield (all(as_int(v.get(name)) > 0 for name in counts),
            "worker_concurrency, worker_prefetch_multiplier and worker_max_tasks_per_child must be positive integers")
     yield (delivery_limits_hold(v),
            "with worker_delivery_hardening, worker_task_time_limit > worker_task_soft_time_limit > worker_lrs_timeout > 0, "

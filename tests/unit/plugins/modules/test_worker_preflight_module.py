@@ -59,8 +59,8 @@ def closed_port():
 
 
 def run(capsys, **args):
-    result = run_module(worker_preflight.main, capsys, dict(dict(host="encoding", lrs_login="pod-xapi", lrs_password=SECRET,
-                                                                  timeout=2), **args))
+    params = dict(host="encoding", lrs_login="pod-xapi", lrs_password=SECRET, timeout=2)
+    result = run_module(worker_preflight.main, capsys, dict(params, **args))
     assert SECRET not in json.dumps(result)
     return result
 
