@@ -30,6 +30,8 @@ PROBE_ACTOR_MBOX = "mailto:xapi-probe@example.org"
 
 # Pod's one xAPI task (pod/xapi/xapi_tasks.py).
 POD_TASK_NAME = "pod.xapi.xapi_tasks.send_xapi_statement_task"
+# The Celery queue Pod routes it to.
+QUEUE = "xapi"
 
 # kombu's redis transport: a queue is a list named after it, and a message sent with a priority
 # goes to a sibling list named QUEUE + SEP + STEP (see kombu.transport.redis.Channel).

@@ -151,8 +151,9 @@ options:
     description:
       - How many more times to ask for the consumers when fewer than O(min_consumers) answered, or one
         of O(nodes) is missing (workers still starting).
+      - The worker role's monitoring command asks only once, since a monitoring agent waits for its answer.
     type: int
-    default: 2
+    default: 5
   consumer_delay:
     description: Seconds to wait between two attempts to count the consumers.
     type: float
@@ -420,6 +421,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.esup_pod.xapi.plugins.module_utils._xapi_check import (
     DEAD_LETTER_KEY,
+    QUEUE,
     summary_msg,
 )
 # The checks themselves, shared with the monitoring command of the worker role.
@@ -447,10 +449,10 @@ def main():
             lrs_read_login=dict(type="str"),
             lrs_read_password=dict(type="str", no_log=True),
             settings_path=dict(type="path", default="/usr/local/django_projects/podv4/pod/custom/settings_local.py"),
-            queue=dict(type="str", default="xapi"),
+            queue=dict(type="str", default=QUEUE),
             min_consumers=dict(type="int", default=1),
             nodes=dict(type="list", elements="str", default=[]),
-            consumer_retries=dict(type="int", default=2),
+            consumer_retries=dict(type="int", default=5),
             consumer_delay=dict(type="float", default=2.0),
             max_backlog=dict(type="int", default=1000),
             dead_letter_key=dict(type="str", default=DEAD_LETTER_KEY, no_log=False),

@@ -1,21 +1,25 @@
-"""The worker's preflight look at a broker (roles/worker/files/redis_auth_check.py), against real Redis
-servers: what it reports of the password, the version and the eviction policy that the preflight
-then judges (roles/worker/tasks/preflight_broker.yml)."""
+"""The worker's preflight look at a broker (plugins/module_utils/_worker_preflight.py, which the module
+esup_pod.xapi.worker_preflight runs), against real Redis servers: what it reports of the password, the version
+and the eviction policy, and how the preflight judges them."""
 
+import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "worker" / "files" / "redis_auth_check.py"
+PATH = Path(__file__).resolve().parents[2] / "plugins" / "module_utils" / "_worker_preflight.py"
+SPEC = importlib.util.spec_from_file_location("_worker_preflight", PATH)
+preflight = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(preflight)
 
 
 def look(url):
-    done = subprocess.run([sys.executable, str(SCRIPT), "3"], input=url, text=True, capture_output=True, timeout=30,
-                          check=False)
-    return done.returncode, done.stdout.strip()
+    """(0, the look as JSON) or (1, what the broker refused), as the preflight's former script printed them."""
+    try:
+        return 0, json.dumps(preflight.redis_look(url, 3))
+    except preflight.BrokerRefused as exc:
+        return 1, str(exc)
 
 
 @pytest.mark.parametrize("policy", ["noeviction", "allkeys-lru", "volatile-ttl"])
@@ -31,6 +35,9 @@ def test_it_reports_the_version_and_the_eviction_policy(start_redis, policy):
     assert seen["policy"] == policy
     assert seen["version"] == version
     assert seen["limit"] == 16 * 1024 * 1024 and 0 < seen["used"] < seen["limit"]
+    problem = preflight.broker_problem("127.0.0.1:%d" % server.port, seen)
+    assert (problem is not None) == policy.startswith("allkeys-")
+    assert (preflight.broker_warning("127.0.0.1:%d" % server.port, seen) is not None) == policy.startswith("volatile-")
 
 
 def test_a_wrong_password_is_named_without_the_password(start_redis):
@@ -49,3 +56,4 @@ def test_an_unreachable_broker_is_named(start_redis):
     server.stop()
     rc, out = look("redis://127.0.0.1:%d/6" % port)
     assert rc == 1 and out.startswith("cannot talk to 127.0.0.1:%d" % port), out
+    assert preflight.wait_port("127.0.0.1", port, 1) is False

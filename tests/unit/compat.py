@@ -28,10 +28,24 @@ except ImportError:  # ansible-core 2.18
         with mock.patch.object(_basic, "_ANSIBLE_ARGS", payload):
             yield
 
-__all__ = ["patch_module_args"]
+__all__ = ["patch_module_args", "run_module"]
 
 
 def cause(msg):
     """An xapi_check failure message without its next steps: each failure (they are joined by '; ') up to
     its first ': '. None stays None."""
     return None if msg is None else "; ".join(part.split(": ", 1)[0] for part in msg.split("; "))
+
+
+def run_module(main, capsys, params):
+    """The JSON result of a module's MAIN run with PARAMS, as Ansible would read it from its output."""
+    params = dict(params)
+    params.setdefault("_ansible_tmpdir", None)
+    with patch_module_args(params):
+        try:
+            main()
+        except SystemExit:
+            pass
+        else:
+            raise AssertionError("the module returned without exit_json or fail_json")
+    return json.loads(capsys.readouterr().out)

@@ -50,15 +50,15 @@ class Parser(argparse.ArgumentParser):
         raise Usage("%s: %s" % (self.prog, message))
 
 
-def parser():
+def parser(logic):
     p = Parser(
         prog=os.environ.get("XAPI_CHECK_PROG") or "xapi-check",
         description="Check the xAPI pipeline (broker, its memory, consumers, backlog, dead letters, LRS) as a Nagios "
                     "plugin: one line with performance data; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. "
                     "Pod's settings and the LRS's CA come from %s, written by the role." % CONFIG,
     )
-    p.add_argument("--queue", default="xapi", help="Celery queue of Pod's xAPI task (default: %(default)s)")
-    p.add_argument("--dead-letter-key", default="xapi.dead-letters", metavar="KEY",
+    p.add_argument("--queue", default=logic.QUEUE, help="Celery queue of Pod's xAPI task (default: %(default)s)")
+    p.add_argument("--dead-letter-key", default=logic.DEAD_LETTER_KEY, metavar="KEY",
                    help="Redis list of the statements the LRS refused (default: %(default)s)")
     p.add_argument("--nodes", default="", metavar="NAME[,NAME]",
                    help="this host's worker nodes, which must consume the queue; '@<hostname>' is added to a "
@@ -90,7 +90,8 @@ def parser():
     p.add_argument("--inspect-timeout", type=float, default=1.0, metavar="SECONDS",
                    help="how long the worker nodes may take to say which queues they consume (default: %(default)s)")
     p.add_argument("--consumer-retries", type=int, default=0, metavar="N",
-                   help="more looks for nodes that are starting (default: %(default)s)")
+                   help="more looks for nodes that are starting; none, so that the agent gets its answer in time "
+                        "(default: %(default)s)")
     p.add_argument("--consumer-delay", type=float, default=2.0, metavar="SECONDS",
                    help="between two looks (default: %(default)s)")
     p.add_argument("--probe", action=argparse.BooleanOptionalAction, default=False,
@@ -193,7 +194,7 @@ def quiet():
 def run(argv, logic, checks_io, secrets):
     """(state, lines) of one check; SECRETS gets the secrets as soon as they are read, for main() to
     mask them in whatever is printed. main() turns every exception into UNKNOWN."""
-    args = parser().parse_args(argv)
+    args = parser(logic).parse_args(argv)
     missing = [found[0] for found in checks_io.missing_libraries()]
     if missing:
         state, line = logic.unknown_report(

@@ -47,7 +47,10 @@ from kombu.utils.json import loads
 
 LOG = logging.getLogger("xapi_delivery")
 
+# The names shared with esup_pod.xapi.xapi_check, which a unit test keeps the same as there.
 TASK_NAME = "pod.xapi.xapi_tasks.send_xapi_statement_task"
+POD_MODULE = TASK_NAME.rsplit(".", 1)[0]
+QUEUE = "xapi"
 DEAD_LETTER_KEY = "xapi.dead-letters"
 # The probe statements of esup_pod.xapi.xapi_check: the LRS's answer to each one's POST is kept on the broker
 # for a while, so that the check proves delivery with a key that may only write (the same names as there).
@@ -193,7 +196,7 @@ def lrs_verify(validate_certs=True, ca_file=""):
 
 def pod_settings(module):
     """(XAPI_LRS_URL, XAPI_LRS_LOGIN, XAPI_LRS_PWD) as Pod's task module read them from Pod's settings."""
-    name = getattr(module, "__name__", TASK_NAME.rsplit(".", 1)[0])
+    name = getattr(module, "__name__", POD_MODULE)
     url = getattr(module, "XAPI_LRS_URL", None)
     if not isinstance(url, str) or not url:
         raise PodSettingsError("%s has no XAPI_LRS_URL to deliver the statements to: set it in Pod's "
@@ -295,7 +298,7 @@ def deliver(run):
     XAPI_LRS_URL the node does not start (PodSettingsError). The task's annotations set xapi_lrs_timeout,
     xapi_lrs_verify and xapi_dead_letter_key.
     """
-    module_name = getattr(run, "__module__", None) or TASK_NAME.rsplit(".", 1)[0]
+    module_name = getattr(run, "__module__", None) or POD_MODULE
     if module_name in sys.modules:
         pod_settings(sys.modules[module_name])
 
@@ -523,7 +526,7 @@ class Transport(kombu_redis.Transport):
 # (celery.worker.strategy) and Pod's "statement id: ..." (pod.xapi.xapi_tasks), quieted to their
 # warnings; and Celery's "Task ... succeeded" (celery.app.trace), whose other lines (a retry, at
 # INFO; a failure) stay.
-QUIET_LOGGERS = ("celery.worker.strategy", "pod.xapi.xapi_tasks")
+QUIET_LOGGERS = ("celery.worker.strategy", POD_MODULE)
 TRACE_LOGGER = "celery.app.trace"
 
 
@@ -683,7 +686,7 @@ def before_start(app, node):
     return 0
 
 
-def pending(client, queue="xapi"):
+def pending(client, queue=QUEUE):
     """What the broker holds that no LRS has yet: {"queued": messages waiting in QUEUE, "unacked": taken
     by a node and not acknowledged (retries waiting in a node included), "inflight": moved by a node
     and not yet recorded}. The dead-letter list is not pending: the LRS refused those."""

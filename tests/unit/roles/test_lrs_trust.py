@@ -4,9 +4,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """One trust store for the LRS: worker_lrs_ca_file reaches every place the worker role talks to the LRS.
 
-The worker's delivery (the Celery config module), the preflight's POST, the `check` entry point and the
-monitoring command verify the LRS's certificate against the same file, and the preflight stops on a
-file that is not there before anything changes. The tasks are found by what they do, in whichever task
+The worker's delivery (the Celery config module), the preflight's POST (esup_pod.xapi.worker_preflight), the
+`check` entry point and the monitoring command verify the LRS's certificate against the same file, and the
+preflight stops on a file that is not there before anything changes. The tasks are found by what they do, in whichever task
 file of the role holds them.
 """
 
@@ -39,19 +39,13 @@ def with_module(module):
 
 
 def test_the_preflight_posts_with_the_ca_file_after_checking_that_it_exists():
-    posts = [(name, task) for name, task in with_module("ansible.builtin.uri") if task["ansible.builtin.uri"].get("method") == "POST"]
+    """The preflight's POST is esup_pod.xapi.worker_preflight's, which checks the file before it
+    (tests/unit/plugins/modules/test_worker_preflight_module.py: nothing reaches the LRS then)."""
+    posts = [task["esup_pod.xapi.worker_preflight"] for _name, task in with_module("esup_pod.xapi.worker_preflight")
+             if "lrs_url" in task["esup_pod.xapi.worker_preflight"]]
     assert len(posts) == 1
-    name, post = posts[0]
-    assert "worker_lrs_ca_file" in post["ansible.builtin.uri"]["ca_path"]
-    assert "worker_lrs_validate_certs" in str(post["ansible.builtin.uri"]["validate_certs"])
-    in_file = [task for file_name, task in tasks() if file_name == name]
-    looks = [task for task in in_file if "worker_lrs_ca_file" in str(task.get("ansible.builtin.stat", {}).get("path"))]
-    assert len(looks) == 1
-    register = looks[0]["register"]
-    checks = [task for task in in_file if register in str(task.get("ansible.builtin.assert", {}).get("that"))]
-    assert len(checks) == 1 and "worker_lrs_ca_file" in checks[0]["ansible.builtin.assert"]["fail_msg"]
-    # Both before the POST, which would otherwise fail naming only the LRS.
-    assert in_file.index(looks[0]) < in_file.index(checks[0]) < in_file.index(post)
+    assert "worker_lrs_ca_file" in posts[0]["lrs_ca_file"]
+    assert "worker_lrs_validate_certs" in str(posts[0]["validate_certs"])
 
 
 def test_the_check_entry_point_and_the_monitoring_command_get_the_ca_file():

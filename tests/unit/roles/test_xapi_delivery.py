@@ -311,11 +311,34 @@ def test_a_probe_delivered_is_delivered_even_when_its_answer_cannot_be_kept(monk
     assert "probe p1 delivered, but the LRS's answer could not be kept in xapi.probe-answer:p1" in caplog.text
 
 
-def test_the_probe_names_are_those_of_the_check():
+def test_the_names_are_those_of_the_check():
+    """The delivery runs in the worker's virtualenv, without the collection: it holds copies, kept the same here."""
     from ansible_collections.esup_pod.xapi.plugins.module_utils import _xapi_check as xc
+    from ansible_collections.esup_pod.xapi.plugins.module_utils import _xapi_check_io as checks_io
 
     assert (xapi_delivery.PROBE_ACTIVITY_ID, xapi_delivery.PROBE_ANSWER_PREFIX, xapi_delivery.PROBE_ANSWER_TTL) == (
         xc.PROBE_ACTIVITY_ID, xc.PROBE_ANSWER_PREFIX, xc.PROBE_ANSWER_TTL)
+    assert (xapi_delivery.TASK_NAME, xapi_delivery.QUEUE, xapi_delivery.DEAD_LETTER_KEY) == (
+        xc.POD_TASK_NAME, xc.QUEUE, xc.DEAD_LETTER_KEY)
+    assert xapi_delivery.SYSTEM_CA_FILES == checks_io.SYSTEM_CA_FILES
+
+
+@pytest.mark.parametrize("validate_certs, ca_file", [(False, ""), (False, "ca"), (True, "ca"), (True, "")])
+@pytest.mark.parametrize("system_bundle", [True, False])
+def test_the_delivery_and_the_check_verify_the_lrs_alike(tmp_path, monkeypatch, validate_certs, ca_file, system_bundle):
+    """The same choice, each in its own process: the check's is a module_utils, the delivery's is not."""
+    from ansible_collections.esup_pod.xapi.plugins.module_utils import _xapi_check_io as checks_io
+
+    ca_file = str(tmp_path / "lrs-ca.pem") if ca_file else ""
+    system = tmp_path / "ca-certificates.crt"
+    for path in [ca_file] + ([str(system)] if system_bundle else []):
+        if path:
+            Path(path).write_text("PEM")
+    candidates = (str(tmp_path / "absent.crt"), str(system))
+    monkeypatch.setattr(xapi_delivery.system_ca_file, "__defaults__", (candidates,))
+    delivery = xapi_delivery.lrs_verify(validate_certs, ca_file)
+    check = checks_io.lrs_verify({"validate_certs": validate_certs, "lrs_ca_file": ca_file}, candidates)
+    assert delivery == check
 
 
 def test_a_refused_statement_is_pushed_with_its_attempts_from_the_replay_header(monkeypatch):

@@ -22,7 +22,7 @@ from ansible_collections.esup_pod.xapi.plugins.modules import xapi_check
 from ansible_collections.esup_pod.xapi.plugins.module_utils import _xapi_check_io as checks_io
 
 # ansible-core's patch_module_args, or its stand-in on 2.18.
-from ansible_collections.esup_pod.xapi.tests.unit.compat import cause, patch_module_args
+from ansible_collections.esup_pod.xapi.tests.unit.compat import cause, patch_module_args, run_module
 
 
 BROKER_SECRET = "planted-unit-broker-5e1f"
@@ -224,15 +224,12 @@ def lab(monkeypatch):
 def run(capsys, **args):
     params = dict(broker_url=BROKER_URL, lrs_url=LRS_URL, lrs_login="pod-xapi", lrs_password=LRS_SECRET)
     params.update(args)
-    params.setdefault("_ansible_tmpdir", None)
-    with patch_module_args(params):
-        with pytest.raises(SystemExit):
-            xapi_check.main()
-    out = capsys.readouterr().out
+    result = run_module(xapi_check.main, capsys, params)
+    out = json.dumps(result)
     assert BROKER_SECRET not in out
     assert LRS_SECRET not in out
     assert READ_SECRET not in out
-    return json.loads(out)
+    return result
 
 
 def statuses(result):
