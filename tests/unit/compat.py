@@ -37,8 +37,9 @@ def cause(msg):
     return None if msg is None else "; ".join(part.split(": ", 1)[0] for part in msg.split("; "))
 
 
-def run_module(main, capsys, params):
-    """The JSON result of a module's MAIN run with PARAMS, as Ansible would read it from its output."""
+def run_module_output(main, capsys, params):
+    """(the JSON result, the whole output) of a module's MAIN run with PARAMS, as Ansible would read
+    them: the output is what a secret must never appear in."""
     params = dict(params)
     params.setdefault("_ansible_tmpdir", None)
     with patch_module_args(params):
@@ -48,4 +49,10 @@ def run_module(main, capsys, params):
             pass
         else:
             raise AssertionError("the module returned without exit_json or fail_json")
-    return json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    return json.loads(out), out
+
+
+def run_module(main, capsys, params):
+    """The JSON result of a module's MAIN run with PARAMS, as Ansible would read it from its output."""
+    return run_module_output(main, capsys, params)[0]

@@ -15,8 +15,7 @@ import pytest
 
 from ansible_collections.esup_pod.xapi.plugins.modules import pod_settings
 
-# ansible-core's patch_module_args, or its stand-in on 2.18.
-from ansible_collections.esup_pod.xapi.tests.unit.compat import patch_module_args
+from ansible_collections.esup_pod.xapi.tests.unit.compat import run_module_output
 
 
 SECRET = "planted-unit-secret-91d2"
@@ -24,12 +23,7 @@ SITE = "SECRET_KEY = 'k'\nXAPI_LRS_PWD = 'site-old-pwd-42'\n"
 
 
 def run(capsys, **args):
-    args.setdefault("_ansible_tmpdir", None)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            pod_settings.main()
-    out = capsys.readouterr().out
-    return json.loads(out), out
+    return run_module_output(pod_settings.main, capsys, args)
 
 
 @pytest.fixture

@@ -7,15 +7,11 @@ the old URL read from a settings file, check mode, one server reached by two nam
 
 from __future__ import annotations
 
-import json
-
-import pytest
 import redis
 
 from ansible_collections.esup_pod.xapi.plugins.modules import xapi_broker_move
 
-# ansible-core's patch_module_args, or its stand-in on 2.18.
-from ansible_collections.esup_pod.xapi.tests.unit.compat import patch_module_args
+from ansible_collections.esup_pod.xapi.tests.unit.compat import run_module_output
 # start_redis is a fixture: pytest hands it to the tests by name.
 from ansible_collections.esup_pod.xapi.tests.unit.plugins.module_utils.test_xapi_broker_move import (  # noqa: F401 pylint: disable=unused-import
     fill,
@@ -27,11 +23,7 @@ OLD_SECRET, NEW_SECRET = "planted-old-secret-5e1a", "planted-new-secret-c07b"
 
 def run(capsys, check=False, **args):
     args.setdefault("_ansible_check_mode", check)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            xapi_broker_move.main()
-    out = capsys.readouterr().out
-    return json.loads(out), out
+    return run_module_output(xapi_broker_move.main, capsys, args)
 
 
 def settings(tmp_path, url):
