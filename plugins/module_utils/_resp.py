@@ -89,7 +89,7 @@ class Client(object):
             if tls:
                 sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
         except (OSError, ValueError) as exc:
-            raise RedisError("cannot connect to %s: %s" % (self.address, exc))
+            raise RedisError("cannot connect to %s: %s" % (self.address, exc)) from exc
         self._sock = sock
         self._stream = sock.makefile("rb")
         if password:
@@ -107,7 +107,7 @@ class Client(object):
             self._sock.sendall(b"".join(encode(*command) for command in commands))
             replies = [read_reply(self._stream) for command in commands]
         except (OSError, ValueError) as exc:
-            raise RedisError("%s: %s" % (self.address, exc))
+            raise RedisError("%s: %s" % (self.address, exc)) from exc
         for reply in replies:
             if isinstance(reply, ReplyError):
                 raise reply

@@ -7,16 +7,17 @@
 # API, it can change or go away in any release, even a bugfix one. Do not import it from another
 # collection or from your own modules; use the esup_pod.xapi modules instead.
 """The worker role's preflight look at the broker and the LRS (esup_pod.xapi.worker_preflight): a Redis
-conversation in the standard library only (the host's own Python, before any virtualenv exists), and the
-messages that name what to fix. Only the standard library: the contract tests load this file alone."""
+conversation through the collection's own Redis client (_resp: the standard library only, the host's own
+Python, before any virtualenv exists), and the messages that name what to fix."""
 
 from __future__ import annotations
 
 import re
 import socket
-import ssl
 import time
 from urllib.parse import unquote, urlsplit
+
+from ._resp import Client, RedisError, ReplyError
 
 DEFAULT_REDIS_PORT = 6379
 # BLMOVE, with which a node takes each message, came with Redis 6.2.
@@ -48,21 +49,12 @@ def wait_port(host, port, timeout, clock=time.monotonic, sleep=time.sleep):
             sleep(1)
 
 
-def _command(*words):
-    out = b"*%d\r\n" % len(words)
-    for word in words:
-        data = word.encode()
-        out += b"$%d\r\n%s\r\n" % (len(data), data)
-    return out
-
-
-def _info(sock, stream, section):
+def _info(client, section):
     """{key: value} of INFO SECTION; {} when the server refuses it."""
-    sock.sendall(_command("INFO", section))
-    header = stream.readline().decode(errors="replace").strip()
-    if not header.startswith("$"):
+    try:
+        body = client.execute("INFO", section).decode(errors="replace")
+    except ReplyError:
         return {}
-    body = stream.read(int(header[1:]) + 2).decode(errors="replace")
     return dict(line.split(":", 1) for line in body.splitlines() if ":" in line and not line.startswith("#"))
 
 
@@ -73,24 +65,20 @@ def redis_look(url, timeout=5.0):
     parts = urlsplit(url)
     host, port = parts.hostname, parts.port or DEFAULT_REDIS_PORT
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-        if parts.scheme == "rediss":
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
-        with sock:
-            stream = sock.makefile("rb")
+        with Client(host, port, tls=parts.scheme == "rediss", timeout=timeout) as client:
             if parts.password:
                 args = [unquote(parts.username)] if parts.username else []
-                sock.sendall(_command("AUTH", *(args + [unquote(parts.password)])))
-                reply = stream.readline().decode(errors="replace").strip()
-                if not reply.startswith("+"):
-                    raise BrokerRefused("AUTH answered %s" % reply.split(" ")[0])
-            sock.sendall(_command("PING"))
-            reply = stream.readline().decode(errors="replace").strip()
-            if not reply.startswith("+"):
-                raise BrokerRefused("PING answered %s" % reply[:60])
-            server, memory = _info(sock, stream, "server"), _info(sock, stream, "memory")
-    except (OSError, ssl.SSLError) as exc:
-        raise BrokerRefused("cannot talk to %s:%s: %s" % (host, port, exc))
+                try:
+                    client.execute("AUTH", *(args + [unquote(parts.password)]))
+                except ReplyError as exc:
+                    raise BrokerRefused("AUTH answered -%s" % str(exc).split(" ", maxsplit=1)[0])
+            try:
+                client.execute("PING")
+            except ReplyError as exc:
+                raise BrokerRefused("PING answered %s" % ("-%s" % exc)[:60])
+            server, memory = _info(client, "server"), _info(client, "memory")
+    except RedisError as exc:
+        raise BrokerRefused("cannot talk to %s:%s: %s" % (host, port, exc.__cause__ or exc))
     return {"version": server.get("redis_version", ""), "policy": memory.get("maxmemory_policy", ""),
             "used": int(memory.get("used_memory", 0)), "limit": int(memory.get("maxmemory", 0))}
 
