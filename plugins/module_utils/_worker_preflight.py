@@ -15,11 +15,11 @@ from __future__ import annotations
 import re
 import socket
 import time
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from ._resp import Client, RedisError, ReplyError
+from ._xapi_check import parse_broker_url
 
-DEFAULT_REDIS_PORT = 6379
 # BLMOVE, with which a node takes each message, came with Redis 6.2.
 REDIS_MIN = (6, 2)
 # The LRS's answers to an empty list that fail the preflight; others (400: an empty list refused) pass.
@@ -28,12 +28,6 @@ LRS_BAD_STATUSES = (401, 403, 404, 405, 407, 408, 413, 429)
 
 class BrokerRefused(Exception):
     """The broker answered, but not as the worker needs: the message says what it answered."""
-
-
-def broker_address(url):
-    """'host:port' of a redis:// URL, the default port when it names none."""
-    parts = urlsplit(url)
-    return "%s:%s" % (parts.hostname, parts.port or DEFAULT_REDIS_PORT)
 
 
 def wait_port(host, port, timeout, clock=time.monotonic, sleep=time.sleep):
@@ -62,14 +56,14 @@ def redis_look(url, timeout=5.0):
     """Connect to the redis:// or rediss:// URL, authenticate with its credentials, PING, then read what the
     worker depends on: {"version", "policy", "used", "limit"}. Raises BrokerRefused naming what went wrong,
     never the password."""
-    parts = urlsplit(url)
-    host, port = parts.hostname, parts.port or DEFAULT_REDIS_PORT
+    parts = parse_broker_url(url)
+    host, port = parts["host"], parts["port"]
     try:
-        with Client(host, port, tls=parts.scheme == "rediss", timeout=timeout) as client:
-            if parts.password:
-                args = [unquote(parts.username)] if parts.username else []
+        with Client(host, port, tls=parts["scheme"] == "rediss", timeout=timeout) as client:
+            if parts["password"]:
+                args = [parts["username"]] if parts["username"] else []
                 try:
-                    client.execute("AUTH", *(args + [unquote(parts.password)]))
+                    client.execute("AUTH", *(args + [parts["password"]]))
                 except ReplyError as exc:
                     raise BrokerRefused("AUTH answered -%s" % str(exc).split(" ", maxsplit=1)[0])
             try:

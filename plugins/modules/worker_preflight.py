@@ -103,9 +103,9 @@ from urllib.parse import urlsplit
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.esup_pod.xapi.plugins.module_utils._xapi_check import BrokerURLError, parse_broker_url
 from ansible_collections.esup_pod.xapi.plugins.module_utils._worker_preflight import (
     BrokerRefused,
-    broker_address,
     broker_problem,
     broker_warning,
     lrs_problem,
@@ -116,9 +116,13 @@ from ansible_collections.esup_pod.xapi.plugins.module_utils._worker_preflight im
 
 def check_broker(module, result):
     params = module.params
-    url, address = params["broker_url"], broker_address(params["broker_url"])
-    parts = urlsplit(url)
-    if not wait_port(parts.hostname, parts.port or 6379, params["timeout"]):
+    url = params["broker_url"]
+    try:
+        parts = parse_broker_url(url)
+    except BrokerURLError as exc:
+        module.fail_json(msg="%s (worker_broker_url)" % exc, **result)
+    address = "%s:%s" % (parts["host"], parts["port"])
+    if not wait_port(parts["host"], parts["port"], params["timeout"]):
         if params["broker_may_be_missing"]:
             result["broker_pending"] = True
             return

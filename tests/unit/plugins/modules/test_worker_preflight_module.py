@@ -141,7 +141,7 @@ def test_a_broker_that_does_not_answer_fails_or_is_pending_when_this_run_deploys
     ({"version": "", "policy": ""}, None),
 ])
 def test_the_broker_s_release_and_eviction_policy(look, message):
-    assert wp.broker_problem(wp.broker_address("redis://:pw@frontal/6"), look) == message
+    assert wp.broker_problem("frontal:6379", look) == message
 
 
 def test_a_broker_that_evicts_keys_that_expire_is_a_warning():
