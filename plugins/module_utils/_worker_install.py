@@ -75,6 +75,15 @@ def version_problem(version, repo, refs, asked, allow_branch):
     return None
 
 
+def group_problem(user, group, host, id_groups):
+    """worker_group not among the groups (C(id -Gn)'s ID_GROUPS) of an existing worker_user."""
+    primary = id_groups.split()[0]
+    return ("worker_group %s is not a group of worker_user %s, which exists on %s with primary group %s (groups: %s): the "
+            "monitoring command and the dead letters' command run as %s and read the worker's files of group %s. Set "
+            "worker_group: %s; the role never changes an existing user." % (group, user, host, primary, id_groups.strip(),
+                                                                              user, group, primary))
+
+
 def no_name_problem(path, uid, host):
     return ("%s belongs to uid %d, which has no user name on %s: the preflight runs git and pip as the owner of the tree "
             "they read, never as root. Give that uid a user, or change the owner." % (path, uid, host))

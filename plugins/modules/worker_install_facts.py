@@ -14,7 +14,7 @@ version_added: 0.1.0
 description:
   - The preflight of the role esup_pod.xapi.worker for its install phase. It reads only, and fails with a message that
     names the variable to fix.
-  - It fails when O(pod_dir) is a non-empty directory that is not a git checkout; when the checkout or the virtualenv
+  - It fails when an existing O(user) is not in O(group); when O(pod_dir) is a non-empty directory that is not a git checkout; when the checkout or the virtualenv
     belongs to a uid without a user name; when the checkout has local changes; when O(pod_repo) does not answer; when
     O(pod_version) is a branch (unless O(allow_branch)) or neither a tag, a branch nor a commit id; and, unless
     O(shared_install_changes), when this run would move a checkout or change a virtualenv that the role did not create
@@ -26,6 +26,12 @@ options:
     description: The host's inventory name, named in the messages.
     type: str
     default: this host
+  user:
+    description: The worker's user (C(worker_user)); when it exists, O(group) must be one of its groups.
+    type: str
+  group:
+    description: The group of the worker's files (C(worker_group)).
+    type: str
   pod_dir:
     description: Pod's checkout (C(worker_pod_dir)).
     type: path
@@ -81,6 +87,8 @@ author:
 EXAMPLES = r"""
 - name: Look at the Pod checkout and the virtualenv
   esup_pod.xapi.worker_install_facts:
+    user: pod-xapi
+    group: pod-xapi
     pod_dir: /opt/pod-xapi/Esup-Pod
     pod_repo: https://github.com/EsupPortail/Esup-Pod.git
     pod_version: 4.1.0
@@ -170,6 +178,10 @@ class Look:
 
     def look(self):
         p, result = self.p, self.result
+        if p["user"]:
+            rc, groups, err = self.module.run_command(["id", "-Gn", p["user"]])
+            if rc == 0 and p["group"] not in groups.split():
+                self.fail(wi.group_problem(p["user"], p["group"], p["host"], groups))
         pod_dir, venv = p["pod_dir"], p["venv"]
         managed_file = os.path.join(p["config_dir"], "managed-paths")
         paths = [pod_dir + "/.git", "/usr/bin/git", venv + "/bin/python", managed_file, pod_dir, os.path.dirname(pod_dir), venv]
@@ -228,6 +240,8 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             host=dict(type="str", default="this host"),
+            user=dict(type="str"),
+            group=dict(type="str"),
             pod_dir=dict(type="path", required=True),
             pod_repo=dict(type="str", required=True),
             pod_version=dict(type="str", required=True),

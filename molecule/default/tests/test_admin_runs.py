@@ -99,7 +99,8 @@ def test_configure_and_service_tags_apply_a_setting_and_restart_without_git_or_p
         assert "Install the packages the worker needs" not in results
         assert ran(results, "Check that the LRS accepts the credentials")
         # The configure phase of each role, and the worker restarted once with the new setting.
-        assert "changed" in results["Write the worker's service settings"], results.get("Write the worker's service settings")
+        settings = "Write the worker's service settings and the Celery config module that loads the hooks"
+        assert "changed" in results[settings], results.get(settings)
         assert ran(results, "Write the broker's configuration")
         assert ran(results, "Set the xAPI names in Pod's settings_local.py")
         assert "changed" in results["Restart the xAPI Celery worker"]

@@ -112,3 +112,11 @@ def test_a_branch_and_a_silent_repository_behind_a_proxy_with_a_password(site, c
         site, pod_repo="https://pod.invalid/pod.git", install_env="HTTPS_PROXY='http://u:s3cret-proxy@127.0.0.1:9'\n"))
     assert result["msg"].startswith("worker_pod_repo https://pod.invalid/pod.git does not answer from this host: ")
     assert "127.0.0.1" in result["msg"] and "s3cret-proxy" not in output
+
+
+def test_an_existing_user_outside_worker_group(site, capsys):
+    assert look(capsys, site, user="nobody", group="root")["msg"] == (
+        "worker_group root is not a group of worker_user nobody, which exists on this host with primary group nogroup "
+        "(groups: nogroup): the monitoring command and the dead letters' command run as nobody and read the worker's "
+        "files of group root. Set worker_group: nogroup; the role never changes an existing user.")
+    assert "msg" not in look(capsys, site, user="nobody", group="nogroup")
