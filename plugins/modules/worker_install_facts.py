@@ -99,6 +99,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+user_exists:
+  description: O(user) exists.
+  returned: always
+  type: bool
 existing:
   description: Which of the checkout's C(.git), C(/usr/bin/git), the virtualenv's python, C(managed-paths), the checkout,
     its parent and the virtualenv exist.
@@ -157,7 +161,7 @@ class Look:
     def __init__(self, module):
         self.module, self.p = module, module.params
         self.me = pwd.getpwuid(os.geteuid())
-        self.result = dict(changed=False, asked=[])
+        self.result = dict(changed=False, asked=[], user_exists=False)
         # Never empty: sh's cat would read the module's own standard input.
         self.env = self.p["install_env"] + "\n"
 
@@ -180,6 +184,7 @@ class Look:
         p, result = self.p, self.result
         if p["user"]:
             rc, groups, err = self.module.run_command(["id", "-Gn", p["user"]])
+            result["user_exists"] = rc == 0
             if rc == 0 and p["group"] not in groups.split():
                 self.fail(wi.group_problem(p["user"], p["group"], p["host"], groups))
         pod_dir, venv = p["pod_dir"], p["venv"]
