@@ -78,10 +78,10 @@ def version_problem(version, repo, refs, asked, allow_branch):
 def group_problem(user, group, host, id_groups):
     """worker_group not among the groups (C(id -Gn)'s ID_GROUPS) of an existing worker_user."""
     primary = id_groups.split()[0]
+    values = (group, user, host, primary, id_groups.strip(), user, group, primary)
     return ("worker_group %s is not a group of worker_user %s, which exists on %s with primary group %s (groups: %s): the "
             "monitoring command and the dead letters' command run as %s and read the worker's files of group %s. Set "
-            "worker_group: %s; the role never changes an existing user." % (group, user, host, primary, id_groups.strip(),
-                                                                              user, group, primary))
+            "worker_group: %s; the role never changes an existing user." % values)
 
 
 def no_name_problem(path, uid, host):

@@ -14,11 +14,11 @@ version_added: 0.1.0
 description:
   - The preflight of the role esup_pod.xapi.worker for its install phase. It reads only, and fails with a message that
     names the variable to fix.
-  - It fails when an existing O(user) is not in O(group); when O(pod_dir) is a non-empty directory that is not a git checkout; when the checkout or the virtualenv
-    belongs to a uid without a user name; when the checkout has local changes; when O(pod_repo) does not answer; when
-    O(pod_version) is a branch (unless O(allow_branch)) or neither a tag, a branch nor a commit id; and, unless
-    O(shared_install_changes), when this run would move a checkout or change a virtualenv that the role did not create
-    (not listed in C(<config_dir>/managed-paths)).
+  - It fails when an existing O(user) is not in O(group); when O(pod_dir) is a non-empty directory that is not a git
+    checkout; when the checkout or the virtualenv belongs to a uid without a user name; when the checkout has local
+    changes; when O(pod_repo) does not answer; when O(pod_version) is a branch (unless O(allow_branch)) or neither a
+    tag, a branch nor a commit id; and, unless O(shared_install_changes), when this run would move a checkout or change
+    a virtualenv that the role did not create (not listed in C(<config_dir>/managed-paths)).
   - git and pip run as the owner of the tree they read (C(runuser)), never as root, git with C(core.fsmonitor) and
     C(core.hooksPath) off and no optional lock. O(install_env) reaches them on standard input only.
 options:

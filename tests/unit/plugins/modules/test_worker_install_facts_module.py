@@ -61,8 +61,8 @@ def look(capsys, params, **extra):
 
 def test_a_fresh_host_is_the_roles_own_and_the_tag_is_resolved(site, capsys):
     result = look(capsys, site)
-    assert (result["had_checkout"], result["owns_checkout"], result["owns_venv"], result["asked"]) == (False, True, True,
-                                                                                                      ["repository"])
+    found = (result["had_checkout"], result["owns_checkout"], result["owns_venv"], result["asked"])
+    assert found == (False, True, True, ["repository"])
     assert result["target_commit"] == git("rev-parse", "4.1.0^{}", cwd=site["pod_repo"])
     assert look(capsys, site, ask=False)["asked"] == []
 
