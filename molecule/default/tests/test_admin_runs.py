@@ -27,7 +27,6 @@ CONFIG_DIR = "/etc/celeryd-xapi"
 # Every task of the roles that runs git or pip; the preflight's look says what it asked (LOOK).
 GIT_AND_PIP_TASKS = (
     "Check out Pod at the pinned version",
-    "Ask pip what the requirements would install",
     "Install the worker's requirements in the virtualenv",
 )
 WHEELS = "/srv/xapi-test-wheels"

@@ -163,7 +163,6 @@ def test_the_walk_finds_the_roles_git_and_pip():
     names = {task.get("name") for _filename, task, _b, _u in all_tasks() if runs(task)[0]}
     assert {
         "Check out Pod at the pinned version",
-        "Ask pip what the requirements would install",
         "Install the worker's requirements in the virtualenv",
     } <= names
 

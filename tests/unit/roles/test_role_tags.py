@@ -91,8 +91,7 @@ def runs_git_or_pip(task):
 def test_git_and_pip_run_in_the_install_phase_or_the_preflight_only():
     found = [(filename, task, tags) for filename, task, tags in walk("worker", "main.yml") if runs_git_or_pip(task)]
     names = {task["name"] for _filename, task, _tags in found}
-    assert {"Check out Pod at the pinned version", "Install the worker's requirements in the virtualenv",
-            "Ask pip what the requirements would install"} <= names
+    assert {"Check out Pod at the pinned version", "Install the worker's requirements in the virtualenv"} <= names
     wrong = ["%s: %s %s" % (filename, task["name"], sorted(tags)) for filename, task, tags in found
              if tags & {"configure", "service"} or not tags & {"install", "always"}]
     assert wrong == []
@@ -109,7 +108,7 @@ def test_every_git_and_pip_command_gets_the_install_settings_and_never_in_its_en
     found = [task for _filename, task, _tags in walk("worker", "main.yml") if runs_git_or_pip(task)]
     # git status and rev-parse read the local checkout only.
     remote = [task for task in found if "local changes" not in task["name"] and "HEAD and origin" not in task["name"]]
-    assert len(remote) == 3, [task["name"] for task in remote]
+    assert len(remote) == 2, [task["name"] for task in remote]
     # The preflight's look hands them to git and pip on standard input, through an option that is no_log.
     looks = [task for _filename, task, _tags in walk("worker", "main.yml") if "esup_pod.xapi.worker_install_facts" in task]
     assert [task["esup_pod.xapi.worker_install_facts"]["install_env"] for task in looks] == ["{{ _worker_install_env_text }}"]
