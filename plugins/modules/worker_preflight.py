@@ -130,7 +130,7 @@ def check_broker(module, result):
     try:
         result["broker"] = redis_look(url, params["timeout"])
     except BrokerRefused as exc:
-        module.fail_json(msg="broker at %s refused the connection of worker_broker_url: %s (check xapi_broker_password "
+        module.fail_json(msg="broker at %s refused the connection of worker_broker_url: %s (check xapi_broker_worker_password "
                              "or worker_broker_url)" % (address, exc), **result)
     problem = broker_problem(address, result["broker"])
     if problem:
