@@ -138,5 +138,5 @@ def broker_secrets():
 
 def broker_cli(job="admin"):
     """The start of a redis-cli command line on a lab host, as the broker's user for JOB."""
-    return "REDISCLI_AUTH=%s redis-cli --no-auth-warning --user %s" % (shlex.quote(broker_password(job)),
-                                                                        shlex.quote(broker_user(job)))
+    password, user = shlex.quote(broker_password(job)), shlex.quote(broker_user(job))
+    return "REDISCLI_AUTH=%s redis-cli --no-auth-warning --user %s" % (password, user)
