@@ -233,7 +233,7 @@ seealso:
 EXAMPLES = r"""
 - name: Check the xAPI pipeline from the encoding host, with a probe statement
   esup_pod.xapi.xapi_check:
-    broker_url: "redis://:{{ xapi_broker_password }}@{{ groups['pod_broker'][0] }}:6380/6"
+    broker_url: "redis://xapi-worker:{{ xapi_broker_worker_password | urlencode }}@{{ groups['pod_broker'][0] }}:6380/6"
     lrs_url: "{{ xapi_lrs_url }}"
     lrs_login: "{{ xapi_lrs_login }}"
     lrs_password: "{{ xapi_lrs_password }}"

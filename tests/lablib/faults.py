@@ -255,7 +255,8 @@ class Lab:
         self.encoding = encoding_hosts()
         self.first = self.encoding[0]
         self.broker_port = int(lab.var("frontal", "xapi_broker_port")) if "xapi_broker_port" in lab.host_vars("frontal") else 6380
-        self.broker_password = lab.var("frontal", "xapi_broker_password")
+        self.broker_password = lab.broker_password("admin")
+        self.broker_cli = lab.broker_cli("admin")
         self.broker_db = int(lab.var("frontal", "xapi_broker_db")) if "xapi_broker_db" in lab.host_vars("frontal") else 6
 
     # waits ------------------------------------------------------------------------------------
@@ -297,8 +298,7 @@ class Lab:
     # the broker, as the frontal's root sees it ------------------------------------------------
     def broker(self, command):
         """redis-cli COMMAND on the broker; its output."""
-        return run("frontal", "REDISCLI_AUTH=%s redis-cli -p %d -n %d %s" % (
-            shlex.quote(self.broker_password), self.broker_port, self.broker_db, command)).stdout
+        return run("frontal", "%s -p %d -n %d %s" % (self.broker_cli, self.broker_port, self.broker_db, command)).stdout
 
     def held(self, node, queue_name="xapi"):
         """How many messages the worker node NODE holds on the broker: taken and not acknowledged
