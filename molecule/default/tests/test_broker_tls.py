@@ -69,12 +69,17 @@ def test_a_plaintext_client_on_another_host_is_refused():
     assert "PONG" not in out and out in ("b''", "ConnectionResetError"), out
 
 
+def make_wrong_ca(via):
+    """A self-signed CA on the lab host VIA that signed nothing of the lab's, at WRONG_CA."""
+    made = lab.host(via).run("test -s {0} || openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj '/CN=Not the lab CA' "
+                             "-keyout /tmp/lab-wrong-ca.key -out {0} 2>/dev/null; chmod 0644 {0}".format(WRONG_CA))
+    assert made.rc == 0, made.stderr
+
+
 @pytest.mark.parametrize("via", ["frontal", "encoding"])
 def test_pods_kombu_verifies_the_broker_certificate(via):
     """The same URL, the same kombu: the lab CA connects, a CA that did not sign the broker's certificate fails."""
-    host = lab.host(via)
-    host.run("test -s {0} || openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj '/CN=Not the lab CA' "
-             "-keyout /tmp/lab-wrong-ca.key -out {0} 2>/dev/null; chmod 0644 {0}".format(WRONG_CA))
+    make_wrong_ca(via)
     assert kombu_ping(via) == "PING True"  # Pod's own URL: its ssl_ca_certs is the lab CA
     refused = kombu_ping(via, WRONG_CA)
     assert refused.startswith("FAILED") and "certificate verify failed" in refused, refused
@@ -119,3 +124,21 @@ def test_a_capture_during_delivery_shows_no_password_and_no_statement():
     for statement_id in ids:
         forms = [statement_id.encode()] + [base64.b64encode(b"x" * pad + statement_id.encode())[4:-4] for pad in range(3)]
         assert not [form for form in forms if form in data], "statement %s crossed the network in clear" % statement_id
+
+
+@pytest.mark.once
+@pytest.mark.parametrize("variable, value, message", [
+    ("xapi_broker_tls_cert_file", "/nonexistent/broker.crt",
+     "broker_tls_cert_file (/nonexistent/broker.crt) is not a readable file on frontal"),
+    ("xapi_broker_tls_key_file", "/nonexistent/broker.key",
+     "broker_tls_key_file (/nonexistent/broker.key) is not a readable file on frontal"),
+    ("xapi_broker_tls_ca_file", WRONG_CA,
+     "broker_tls_ca_file %s does not sign broker_tls_cert_file /etc/ssl/lab-broker/broker.crt" % WRONG_CA),
+])
+def test_bad_tls_input_stops_the_run_before_any_change(variable, value, message):
+    make_wrong_ca(BROKER_HOST)
+    rc, out = lab.run_playbook("playbooks/site.yml", "-e", "%s=%s" % (variable, value))
+    assert rc != 0, out[-3000:]
+    assert message in " ".join(out.split()), out[-3000:]
+    recap = lab.changed_by_host(out)
+    assert recap and set(recap.values()) == {0}, recap
