@@ -111,7 +111,7 @@ def test_the_frontal_is_refused_before_the_broker_is_full_and_the_worker_drains(
         worker.close()
 
 
-def test_an_acl_load_that_gives_the_right_back_while_full_is_undone(start_redis, tmp_path):
+def test_a_right_given_back_while_full_is_taken_again_and_a_stop_gives_it_back(start_redis, tmp_path):
     # The role's ACL LOAD (or a broker restart) restores the file's rights: the next look takes them again.
     server = start_redis("--maxmemory", "4mb", "--maxmemory-policy", "noeviction")
     users(server)
@@ -124,8 +124,11 @@ def test_an_acl_load_that_gives_the_right_back_while_full_is_undone(start_redis,
         until("the frontal's enqueue taken away", lambda: server.client.execute_command(*dryrun) != b"OK", 10)
         server.client.execute_command("ACL", "SETUSER", "xapi-frontal", "+lpush")
         until("the frontal's enqueue taken away again", lambda: server.client.execute_command(*dryrun) != b"OK", 10)
-        server.client.delete("filler")
-        until("the frontal's enqueue given back", lambda: server.client.execute_command(*dryrun) == b"OK", 10)
+        reserve.terminate()
+        assert reserve.wait(10) == 0
+        # Stopped alone, it gives the right back: without the service, the broker is as it was before.
+        assert server.client.execute_command(*dryrun) == b"OK"
+        assert "stopped: the frontal's enqueues are accepted again" in log.read_text()
     finally:
         reserve.terminate()
         reserve.wait(10)

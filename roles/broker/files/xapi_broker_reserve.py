@@ -113,9 +113,16 @@ def main(environ=os.environ):
             with Client("127.0.0.1", port, username=environ["XAPI_RESERVE_USER"], password=password, timeout=5) as client:
                 reserve = Reserve(client, environ["XAPI_RESERVE_FRONTAL_USER"], environ.get("XAPI_RESERVE_COMMAND", "lpush"),
                                   high, low, log=lambda text: print(text, flush=True))
-                while True:
-                    reserve.look()
-                    time.sleep(interval)
+                try:
+                    while True:
+                        reserve.look()
+                        time.sleep(interval)
+                finally:
+                    # Stopped alone, the service never leaves the frontal shut out; with the broker, its
+                    # users come back from the ACL file anyway.
+                    if reserve.closed_since is not None:
+                        client.execute("ACL", "SETUSER", reserve.user, "+" + reserve.command)
+                        print("stopped: the frontal's enqueues are accepted again", flush=True)
         except RedisError as exc:
             # The broker restarting: look again soon, and say so once per failure.
             print("broker on port %d: %s; trying again" % (port, exc), flush=True)
