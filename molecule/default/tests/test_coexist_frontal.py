@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 
-from lablib import lab, pod, resp  # noqa: E402
+from lablib import faults, lab, pod, resp  # noqa: E402
 
 POD_DIR = "/usr/local/django_projects/podv4"
 SETTINGS = POD_DIR + "/pod/custom/settings_local.py"
@@ -152,6 +152,14 @@ def test_queued_statements_survive_a_broker_restart(lrs):
     assert sorted(lrs.wait_for(ids, timeout=120)) == sorted(ids)
 
 
+def test_the_reserve_of_the_brokers_memory_runs_as_redis_and_hides_its_password(lab_host):
+    frontal = lab_host("frontal")
+    unit = "redis-xapi-reserve.service"
+    assert frontal.check_output("systemctl show -p ActiveState,User --value %s" % unit).split() == ["active", "redis"]
+    secret = frontal.file("/etc/redis/redis-xapi-reserve.secret")
+    assert (secret.user, secret.group, secret.mode) == ("root", "redis", 0o640)
+
+
 def test_a_full_broker_refuses_new_statements_and_keeps_the_queued_ones(lrs):
     limit = broker("CONFIG", "GET", "maxmemory").split()[-1]
     with worker_stopped():
@@ -159,11 +167,16 @@ def test_a_full_broker_refuses_new_statements_and_keeps_the_queued_ones(lrs):
         waiting = int(broker("LLEN", "xapi"))
         assert broker("CONFIG", "SET", "maxmemory", "1") == "OK"
         try:
-            with pytest.raises(RuntimeError, match=r"command not allowed when used memory > 'maxmemory'"):
+            # The broker's reserve takes the frontal's enqueue away before Redis's own out-of-memory refusal.
+            lab.until("the reserve refuses the frontal", lambda: broker(
+                "ACL", "DRYRUN", faults.FRONTAL_BROKER_USER, "lpush", "xapi", "x") != "OK", 30)
+            with pytest.raises(RuntimeError, match=faults.RESERVE_REFUSAL):
                 pod.enqueue(1, tag="broker-full-refused")
             assert int(broker("LLEN", "xapi")) == waiting
         finally:
             assert broker("CONFIG", "SET", "maxmemory", limit) == "OK"
+        lab.until("the reserve gives the frontal its enqueues back", lambda: broker(
+            "ACL", "DRYRUN", faults.FRONTAL_BROKER_USER, "lpush", "xapi", "x") == "OK", 30)
     assert sorted(lrs.wait_for(ids, timeout=120)) == sorted(ids)
 
 
