@@ -137,8 +137,11 @@ def rules(v, service_mgr, host):
     yield (is_string(ca_file) and (ca_file == "" or ca_file.startswith("/")),
            "worker_lrs_ca_file must be empty (the system's CA store) or the absolute path of a CA file on the encoding host")
     yield (matches(r"rediss?://", broker_url),
-           "worker_broker_url must be a redis:// or rediss:// URL: set xapi_broker_password and put the broker in "
+           "worker_broker_url must be a redis:// or rediss:// URL: set xapi_broker_worker_password and put the broker in "
            "group pod_broker, or set worker_broker_url")
+    yield (not matches(r"rediss?://[^:@/]*:?@", broker_url),
+           "worker_broker_url has an empty password: set xapi_broker_worker_password in the inventory (in a vault), "
+           "or set worker_broker_url")
     yield (matches(r"rediss?://", broker_url) and url_host(broker_url) != "",
            "worker_broker_url has no host: group pod_broker is empty in the inventory; put the broker host in it, "
            "or set worker_broker_url")

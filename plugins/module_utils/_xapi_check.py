@@ -176,8 +176,8 @@ def msg_broker_unreachable(address):
 
 
 def msg_broker_auth():
-    return ("broker refused the password: set xapi_broker_password to the broker's password (in the vault), "
-            "then run site.yml")
+    return ("broker refused the password: set xapi_broker_worker_password to the password of the workers' broker user "
+            "(in the vault), then run site.yml")
 
 
 def msg_missing_nodes(missing, queue):

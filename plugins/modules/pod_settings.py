@@ -134,7 +134,7 @@ EXAMPLES = r"""
       USE_XAPI_VIDEO: true
       XAPI_LRS_URL: https://lrs.example.org/xAPI/statements/
     secrets:
-      XAPI_CELERY_BROKER_URL: "redis://:{{ vault_broker_password | urlencode }}@broker.example.org:6380/6"
+      XAPI_CELERY_BROKER_URL: "redis://xapi-frontal:{{ vault_xapi_broker_frontal_password | urlencode }}@broker.example.org:6380/6"
     mode: o-rwx
 
 - name: Create the settings of a host that only runs the xAPI worker

@@ -73,7 +73,7 @@ EXAMPLES = r"""
 - name: Check the broker, then the LRS, from the encoding host
   esup_pod.xapi.worker_preflight:
     host: "{{ inventory_hostname }}"
-    broker_url: "redis://:{{ xapi_broker_password }}@frontal:6380/6"
+    broker_url: "redis://xapi-worker:{{ xapi_broker_worker_password | urlencode }}@frontal:6380/6"
     lrs_url: https://lrs.example.org/xAPI/statements/
     lrs_login: pod-xapi
     lrs_password: "{{ xapi_lrs_password }}"
@@ -130,7 +130,7 @@ def check_broker(module, result):
     try:
         result["broker"] = redis_look(url, params["timeout"])
     except BrokerRefused as exc:
-        module.fail_json(msg="broker at %s refused the connection of worker_broker_url: %s (check xapi_broker_password "
+        module.fail_json(msg="broker at %s refused the connection of worker_broker_url: %s (check xapi_broker_worker_password "
                              "or worker_broker_url)" % (address, exc), **result)
     problem = broker_problem(address, result["broker"])
     if problem:

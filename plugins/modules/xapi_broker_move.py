@@ -32,7 +32,9 @@ author:
 options:
   new_url:
     description:
-      - The new broker, a C(redis://) or C(rediss://) URL with its password, as the frontal enqueues into it.
+      - The new broker, a C(redis://) or C(rediss://) URL with its user and password. Its user must be allowed
+        C(INFO) (to tell whether the old broker is the new one) and C(RPUSH) on the queue's lists; with the broker
+        of the role esup_pod.xapi.broker (Redis ACLs), its admin user, not the frontal's.
     type: str
     required: true
   old_url:
@@ -74,12 +76,12 @@ EXAMPLES = r"""
 - name: Move the statements left in the site's Redis (read from the site's settings) into the new broker
   esup_pod.xapi.xapi_broker_move:
     settings_file: /usr/local/django_projects/podv4/pod/custom/settings_local.py
-    new_url: "redis://:{{ vault_broker_password | urlencode }}@broker.example.org:6380/6"
+    new_url: "redis://xapi-admin:{{ vault_xapi_broker_password | urlencode }}@broker.example.org:6380/6"
 
 - name: Count them only
   esup_pod.xapi.xapi_broker_move:
     old_url: redis://redis.example.org:6379/6
-    new_url: "redis://:{{ vault_broker_password | urlencode }}@broker.example.org:6380/6"
+    new_url: "redis://xapi-admin:{{ vault_xapi_broker_password | urlencode }}@broker.example.org:6380/6"
   check_mode: true
 """
 

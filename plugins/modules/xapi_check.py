@@ -233,7 +233,7 @@ seealso:
 EXAMPLES = r"""
 - name: Check the xAPI pipeline from the encoding host, with a probe statement
   esup_pod.xapi.xapi_check:
-    broker_url: "redis://:{{ xapi_broker_password }}@{{ groups['pod_broker'][0] }}:6380/6"
+    broker_url: "redis://xapi-worker:{{ xapi_broker_worker_password | urlencode }}@{{ groups['pod_broker'][0] }}:6380/6"
     lrs_url: "{{ xapi_lrs_url }}"
     lrs_login: "{{ xapi_lrs_login }}"
     lrs_password: "{{ xapi_lrs_password }}"
@@ -413,6 +413,12 @@ elapsed_ms:
   description: How long the whole check took, in milliseconds.
   returned: always
   type: float
+lines:
+  description: One line a link (its name, status and RV(checks[].msg)), then how long the whole check took.
+  returned: always
+  type: list
+  elements: str
+  sample: ["broker       ok      answered PING", "whole check took 1114.7 ms"]
 """
 
 import time
@@ -486,6 +492,8 @@ def main():
     result = checker.result
     result.update(checks=checks, settings_used=settings_used, elapsed_ms=ms(time.monotonic() - started),
                   msg=summary_msg(checks))
+    result["lines"] = ["%-12s %-7s %s" % (check["name"], check["status"], check["msg"]) for check in checks] + [
+        "whole check took %s ms" % result["elapsed_ms"]]
     memory = result["broker"].get("memory") or {}
     if memory.get("level") == "warning":
         module.warn(memory["msg"])

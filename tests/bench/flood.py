@@ -71,8 +71,7 @@ class Poll(threading.Thread):
 
 def broker_sample(lab_):
     """(used memory, maxmemory, the queue's length), in one command on the frontal: the poll adds little load."""
-    out = lab_.broker("INFO memory && REDISCLI_AUTH=%s redis-cli -p %d -n %d LLEN xapi" % (
-        shlex.quote(lab_.broker_password), lab_.broker_port, lab_.broker_db))
+    out = lab_.broker("INFO memory && %s -p %d -n %d LLEN xapi" % (lab_.broker_cli, lab_.broker_port, lab_.broker_db))
     fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
     return int(fields["used_memory"]), int(fields["maxmemory"]), int(out.split()[-1])
 
@@ -90,7 +89,7 @@ def nrestarts(host):
 
 def queued_and_held(lab_, nodes):
     """(the queue's length, what the nodes hold: unacknowledged and in flight), in one command on the frontal."""
-    cli = "REDISCLI_AUTH=%s redis-cli -p %d -n %d" % (shlex.quote(lab_.broker_password), lab_.broker_port, lab_.broker_db)
+    cli = "%s -p %d -n %d" % (lab_.broker_cli, lab_.broker_port, lab_.broker_db)
     script = "; ".join(["%s LLEN xapi" % cli] + ["%s HLEN unacked:%s; %s LLEN inflight:%s:xapi" % (cli, node, cli, node)
                                                  for node in nodes])
     counts = [int(word) for word in faults.run("frontal", script).stdout.split()]

@@ -35,8 +35,7 @@ DEAD_LETTERS = "/usr/local/sbin/%s-dead-letters" % WORKER_SERVICE
 # Fault 10: room given to the broker above what it holds, and the fewest statements sent to fill it.
 BROKER_ROOM = 1536 * 1024
 BROKER_FILL = 1200
-# The broker's reserve (roles/broker): the frontal's user, and what Pod's enqueue raises once it is refused.
-FRONTAL_BROKER_USER = "xapi-frontal"
+# What Pod's enqueue raises once the broker's reserve (roles/broker) refuses the frontal's user.
 RESERVE_REFUSAL = "no permissions to run the 'lpush' command"
 # The worker role's defaults: the longest wait between two retries; the visibility timeout, after
 # which kombu (every 100 s) gives back a message whose acknowledgement was lost.
@@ -258,7 +257,8 @@ class Lab:
         self.encoding = encoding_hosts()
         self.first = self.encoding[0]
         self.broker_port = int(lab.var("frontal", "xapi_broker_port")) if "xapi_broker_port" in lab.host_vars("frontal") else 6380
-        self.broker_password = lab.var("frontal", "xapi_broker_password")
+        self.broker_password = lab.broker_password("admin")
+        self.broker_cli = lab.broker_cli("admin")
         self.broker_db = int(lab.var("frontal", "xapi_broker_db")) if "xapi_broker_db" in lab.host_vars("frontal") else 6
 
     # waits ------------------------------------------------------------------------------------
@@ -300,8 +300,7 @@ class Lab:
     # the broker, as the frontal's root sees it ------------------------------------------------
     def broker(self, command):
         """redis-cli COMMAND on the broker; its output."""
-        return run("frontal", "REDISCLI_AUTH=%s redis-cli -p %d -n %d %s" % (
-            shlex.quote(self.broker_password), self.broker_port, self.broker_db, command)).stdout
+        return run("frontal", "%s -p %d -n %d %s" % (self.broker_cli, self.broker_port, self.broker_db, command)).stdout
 
     def held(self, node, queue_name="xapi"):
         """How many messages the worker node NODE holds on the broker: taken and not acknowledged
@@ -741,7 +740,7 @@ def broker_full(lab_, count, spread):
         row.notes.append("the node drained the queue at the limit")
         settle(lab_, row, records, since, timeout=RETRY_BACKOFF_MAX + 180)
         lab.until("the frontal's enqueues given back", lambda: lab_.broker(
-            "ACL DRYRUN %s lpush xapi x" % FRONTAL_BROKER_USER).strip() == "OK", 30)
+            "ACL DRYRUN %s lpush xapi x" % lab.broker_user("frontal")).strip() == "OK", 30)
         since = datetime.datetime.now(datetime.timezone.utc).isoformat()
         after = Batch(max(5, count // 10), 1, row.fault + "-after").result()
         row.details["refused_after_drain"] = sum(1 for _sid, _when, error in after if error)

@@ -8,6 +8,7 @@ import functools
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -113,3 +114,29 @@ def until(what, probe, timeout, interval=0.5):
             return value
         assert time.monotonic() < deadline, "%s: not within %s s" % (what, timeout)
         time.sleep(interval)
+
+
+_BROKER_PASSWORDS = {"admin": "xapi_broker_password", "frontal": "xapi_broker_frontal_password",
+                     "worker": "xapi_broker_worker_password"}
+
+
+def broker_user(job):
+    """The name of the broker's user for JOB (admin, frontal or worker): the inventory's, else the role's default."""
+    name = "xapi_broker_%s_user" % job
+    return var("frontal", name) if name in host_vars("frontal") else "xapi-" + job
+
+
+def broker_password(job):
+    """The password of the broker's user for JOB (admin, frontal or worker), from the inventory."""
+    return var("frontal", _BROKER_PASSWORDS[job])
+
+
+def broker_secrets():
+    """Every broker password planted in the lab's inventory."""
+    return [broker_password(job) for job in _BROKER_PASSWORDS]
+
+
+def broker_cli(job="admin"):
+    """The start of a redis-cli command line on a lab host, as the broker's user for JOB."""
+    password, user = shlex.quote(broker_password(job)), shlex.quote(broker_user(job))
+    return "REDISCLI_AUTH=%s redis-cli --no-auth-warning --user %s" % (password, user)

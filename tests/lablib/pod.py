@@ -101,16 +101,17 @@ def site_setting(name, via="frontal"):
     return out.strip()
 
 
-def inspect(what, via="frontal", timeout=5, json_output=False):
+def inspect(what, via="encoding", timeout=5, json_output=False):
     """`celery -A pod.xapi.xapi_tasks inspect WHAT` in the Pod of the lab host VIA (pod_of), through
-    the broker, as Pod's app sees the workers; returns testinfra's result."""
+    the broker, as Pod's app sees the workers; returns testinfra's result. By default on the encoding
+    host, with the workers' broker user: the frontal's may only enqueue, Celery's remote control is refused to it."""
     user, checkout, python = pod_of(via)
     command = "%s/bin/celery -A pod.xapi.xapi_tasks inspect %s --timeout %s%s" % (
         python.rsplit("/bin/", 1)[0], what, timeout, " --json" if json_output else "")
     return lab.host(via).run("cd %s && su %s -s /bin/sh -c %s" % (checkout, user, shlex.quote(command)))
 
 
-def inspect_json(what, via="frontal", timeout=5):
+def inspect_json(what, via="encoding", timeout=5):
     """inspect() with --json: {node: answer}; fails when celery fails."""
     out = inspect(what, via, timeout, json_output=True)
     assert out.rc == 0, out.stderr

@@ -42,9 +42,8 @@ def main_pid(host, service):
 
 def broker(*words):
     """redis-cli on the frontal against the xAPI broker, with its password (db 6); the answer's text."""
-    password = lab.var("frontal", "xapi_broker_password")
-    out = lab.host("frontal").run("REDISCLI_AUTH=%s redis-cli -p %d -n 6 %s" % (
-        shlex.quote(password), BROKER_PORT, " ".join(shlex.quote(str(w)) for w in words)))
+    out = lab.host("frontal").run("%s -p %d -n 6 %s" % (
+        lab.broker_cli("admin"), BROKER_PORT, " ".join(shlex.quote(str(w)) for w in words)))
     assert out.rc == 0, out.stderr
     return out.stdout.strip()
 
@@ -169,14 +168,14 @@ def test_a_full_broker_refuses_new_statements_and_keeps_the_queued_ones(lrs):
         try:
             # The broker's reserve takes the frontal's enqueue away before Redis's own out-of-memory refusal.
             lab.until("the reserve refuses the frontal", lambda: broker(
-                "ACL", "DRYRUN", faults.FRONTAL_BROKER_USER, "lpush", "xapi", "x") != "OK", 30)
+                "ACL", "DRYRUN", lab.broker_user("frontal"), "lpush", "xapi", "x") != "OK", 30)
             with pytest.raises(RuntimeError, match=faults.RESERVE_REFUSAL):
                 pod.enqueue(1, tag="broker-full-refused")
             assert int(broker("LLEN", "xapi")) == waiting
         finally:
             assert broker("CONFIG", "SET", "maxmemory", limit) == "OK"
         lab.until("the reserve gives the frontal its enqueues back", lambda: broker(
-            "ACL", "DRYRUN", faults.FRONTAL_BROKER_USER, "lpush", "xapi", "x") == "OK", 30)
+            "ACL", "DRYRUN", lab.broker_user("frontal"), "lpush", "xapi", "x") == "OK", 30)
     assert sorted(lrs.wait_for(ids, timeout=120)) == sorted(ids)
 
 
@@ -217,6 +216,6 @@ def test_check_mode_before_the_first_deployment_reports_changes_on_every_host():
 def test_check_mode_before_the_first_deployment_leaks_no_secret():
     _rc, output = fresh_check()
     assert "Using module file" in output  # -vvv
-    ours = [lab.var("frontal", "xapi_lrs_password"), lab.var("frontal", "xapi_broker_password")]
+    ours = [lab.var("frontal", "xapi_lrs_password")] + lab.broker_secrets()
     for secret in site_secrets() + ours:
         assert secret not in output

@@ -38,7 +38,8 @@ OK_LINE = re.compile(
     r"consumers=1;;1:;0 backlog=0;100;1000;0 lrs_latency=(?P<latency>[0-9.]+)s;1;5;0 dead_letters=0;0;;0 "
     r"broker_memory=[0-9.]+%;80;95;0;100")
 SITE = yaml.safe_load((Path(lab.REPO_ROOT) / "inventory" / "lab" / "group_vars" / "all" / "xapi.yml").read_text())
-PLANTED = [SITE["xapi_lrs_password"], SITE["xapi_broker_password"]]
+PLANTED = [SITE["xapi_lrs_password"], SITE["xapi_broker_password"], SITE["xapi_broker_frontal_password"],
+           SITE["xapi_broker_worker_password"]]
 
 
 def encoding():
@@ -192,7 +193,7 @@ def test_no_secret_when_the_broker_and_the_lrs_refuse_the_passwords():
         text = "\n".join(lines)
         assert broker_secret not in text and lrs_secret not in text
         assert rc == 2, text
-        assert lines[0].startswith("XAPI CRITICAL - broker refused the password: set xapi_broker_password "), text
+        assert lines[0].startswith("XAPI CRITICAL - broker refused the password: set xapi_broker_worker_password "), text
         assert "; LRS refused the credentials: set xapi_lrs_login and xapi_lrs_password " in lines[0], text
         assert " (consumers unknown, backlog unknown, LRS answered in " in lines[0], text
         assert " | consumers=U;;1:;0 backlog=U;100;1000;0 " in lines[0], text
@@ -202,8 +203,8 @@ def test_no_secret_when_the_broker_and_the_lrs_refuse_the_passwords():
 
 def broker_cli(*words):
     """redis-cli on the frontal against the lab's broker (the role's, noeviction), with its password."""
-    out = lab.host("frontal").run("REDISCLI_AUTH=%s redis-cli -p 6380 %s" % (
-        shlex.quote(SITE["xapi_broker_password"]), " ".join(shlex.quote(word) for word in words)))
+    out = lab.host("frontal").run("%s -p 6380 %s" % (
+        lab.broker_cli("admin"), " ".join(shlex.quote(word) for word in words)))
     assert out.rc == 0 and not out.stdout.startswith("ERR"), out.stdout + out.stderr
     return out.stdout.strip()
 

@@ -31,7 +31,7 @@ BROKER_PORT = "6380"  # the broker role's default (xapi_broker_port), which the 
 
 def secrets():
     """The secrets planted in the lab inventory."""
-    return [lab.var("frontal", "xapi_lrs_password"), lab.var("frontal", "xapi_broker_password")]
+    return [lab.var("frontal", "xapi_lrs_password")] + lab.broker_secrets()
 
 
 def recap(output):
@@ -105,17 +105,15 @@ def test_redis_refuses_a_client_without_the_password():
 
 
 def test_redis_accepts_the_password_over_the_lab_network():
-    answers = redis_from_encoding("AUTH " + lab.var("frontal", "xapi_broker_password"), "PING")
+    answers = redis_from_encoding("AUTH %s %s" % (lab.broker_user("worker"), lab.broker_password("worker")), "PING")
     assert answers == ["+OK", "+PONG"], answers
 
 
 def test_redis_policy_and_persistence(lab_host):
     frontal = lab_host("frontal")
-    password = lab.var("frontal", "xapi_broker_password")
     config = {}
     for name in ("maxmemory-policy", "appendonly", "appendfsync", "maxmemory"):
-        out = frontal.run("REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 -p %s config get %s"
-                          % (shlex.quote(password), BROKER_PORT, name))
+        out = frontal.run("%s -h 127.0.0.1 -p %s config get %s" % (lab.broker_cli("admin"), BROKER_PORT, name))
         assert out.rc == 0, out.stderr
         config.update(dict(zip(out.stdout.split()[::2], out.stdout.split()[1::2])))
     assert config["maxmemory-policy"] == "noeviction", config
@@ -172,12 +170,13 @@ def test_files_holding_secrets_are_not_world_readable(lab_host, host_name, path,
     assert f.mode & stat.S_IWGRP == 0, oct(f.mode)
 
 
-def test_the_redis_password_file_is_not_world_readable(lab_host):
+def test_the_broker_users_file_is_not_world_readable_and_holds_no_password(lab_host):
     frontal = lab_host("frontal")
-    holders = frontal.run("grep -l -r requirepass /etc/redis").stdout.split()
-    assert holders
-    for path in holders:
-        assert frontal.file(path).mode & stat.S_IRWXO == 0, path
+    users = frontal.file("/etc/redis/users-xapi.acl")
+    assert users.exists and users.mode & stat.S_IRWXO == 0, oct(users.mode)
+    assert users.user == "root" and users.group == "redis"
+    for secret in lab.broker_secrets():
+        assert frontal.run("grep -r -l -F -e %s /etc/redis" % shlex.quote(secret)).stdout == "", "a broker password in clear"
 
 
 @pytest.mark.parametrize("host_name, checkout", [("frontal", POD_DIR), ("encoding", POD_DIR),

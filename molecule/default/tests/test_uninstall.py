@@ -80,7 +80,8 @@ def test_check_mode_reports_the_removal_and_changes_nothing():
     changed = lab.changed_by_host(output)
     assert changed["frontal"] > 0 and changed["encoding"] > 0, changed
     assert "BEGIN esup_pod.xapi managed settings (frontal)" in output
-    assert lab.var("frontal", "xapi_broker_password") not in output
+    for secret in lab.broker_secrets():
+        assert secret not in output
     assert frontal.file(SITE_SETTINGS).sha256sum == settings
     assert frontal.service("redis-server@xapi").is_running
     assert lab.host("encoding").service("%s@xapi" % SERVICE).is_running

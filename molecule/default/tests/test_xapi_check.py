@@ -59,7 +59,8 @@ def environment():
 def planted_secrets():
     """The lab's secrets: planted in the inventory so that a leak can be seen."""
     site = yaml.safe_load((INVENTORY / "group_vars" / "all" / "xapi.yml").read_text())
-    return [site["xapi_lrs_password"], site["xapi_broker_password"]]
+    return [site["xapi_lrs_password"], site["xapi_broker_password"], site["xapi_broker_frontal_password"],
+            site["xapi_broker_worker_password"]]
 
 
 class Run(object):
@@ -141,7 +142,7 @@ def test_healthy_pipeline_delivers_the_probe():
         "broker", "memory", "consumers", "backlog", "dead_letters", "lrs", "credentials", "probe"]
     assert [c["status"] for c in result["checks"]] == ["ok"] * 8
     assert result["broker"]["reachable"] is True and result["broker"]["authenticated"] is True
-    assert result["broker"]["url"].startswith("redis://:********@")
+    assert result["broker"]["url"].startswith("redis://xapi-worker:********@")
     assert result["consumer_count"] >= 1 and all("@" in node for node in result["consumers"])
     assert result["backlog"] == 0 and result["dead_letters"] == 0
     assert result["lrs"]["status"] == 400 and result["lrs"]["credentials"] is True
@@ -210,11 +211,11 @@ def test_stopped_lrs():
 
 
 def test_wrong_broker_password():
-    run = verify(xapi_broker_password="not-the-broker-password")
+    run = verify(xapi_broker_worker_password="not-the-broker-password")
     assert run.rc != 0, run
     assert run.msg.startswith("broker refused the password: "), run
     assert run.result["broker"] == {
-        "url": "redis://:********@frontal:6380/6", "address": "frontal:6380",
+        "url": "redis://xapi-worker:********@frontal:6380/6", "address": "frontal:6380",
         "reachable": True, "authenticated": False, "memory": None,
     }
     assert run.status("consumers") == "skipped" and run.status("backlog") == "skipped"

@@ -162,12 +162,7 @@ def test_the_walk_finds_the_roles_git_and_pip():
     """Not vacuous: the tasks that run git or pip are found, whatever form they take."""
     names = {task.get("name") for _filename, task, _b, _u in all_tasks() if runs(task)[0]}
     assert {
-        "Look for local changes in the Pod checkout",
-        "Read the HEAD and origin of the existing checkout",
-        "Ask the Pod repository what worker_pod_version is",
-        "Ask pip what the role would change in a virtualenv that it did not create",
         "Check out Pod at the pinned version",
-        "Ask pip what the requirements would install",
         "Install the worker's requirements in the virtualenv",
     } <= names
 
@@ -203,23 +198,9 @@ def test_the_rule_on_examples(task, flagged):
     assert bool(wrong) == flagged
 
 
-def test_the_preflight_runs_git_and_pip_as_the_owner_of_the_tree():
-    """In the checkout and the virtualenv, as their owner (ansible.builtin.stat's pw_name), git with the guard
-    too and no optional lock (the preflight writes nothing)."""
-    preflight = list(tasks(yaml.safe_load((ROLE / "tasks" / "preflight.yml").read_text())))
-    by_name = dict((task["name"], (task, become_user)) for task, _become, become_user in preflight)
-    stats = [task for task, _b, _u in preflight if "_worker_tree_stats" == task.get("register")]
-    assert len(stats) == 1 and "worker_pod_dir" in str(stats[0]["loop"]) and "worker_venv" in str(stats[0]["loop"])
-    owners = by_name["Keep the owners of the Pod checkout and the virtualenv"][0]
-    assert "pw_name" in str(owners)
-    for name in ("Look for local changes in the Pod checkout", "Read the HEAD and origin of the existing checkout"):
-        task, become_user = by_name[name]
-        assert become_user == "{{ _worker_checkout_owner }}", name
-        assert task["environment"]["GIT_OPTIONAL_LOCKS"] == "0", name
-        assert guarded(task, runs(task)[1]), name
-    task, become_user = by_name["Ask pip what the role would change in a virtualenv that it did not create"]
-    assert "_worker_venv_owner" in become_user and "_worker_checkout_owner" in become_user
-    # The owners are known before anything runs as them.
-    names = [task["name"] for task, _b, _u in preflight]
-    assert names.index("Keep the owners of the Pod checkout and the virtualenv") < names.index(
-        "Look for local changes in the Pod checkout")
+def test_the_preflight_runs_git_and_pip_only_through_its_module():
+    """The preflight's git and pip run in esup_pod.xapi.worker_install_facts, as the tree's owner (its unit tests:
+    tests/unit/plugins/modules/test_worker_install_facts_module.py), never from a task."""
+    preflight = [task for task, _b, _u in tasks(yaml.safe_load((ROLE / "tasks" / "preflight.yml").read_text()))]
+    assert not [task["name"] for task in preflight if runs(task)[0]]
+    assert [task["name"] for task in preflight if "esup_pod.xapi.worker_install_facts" in task]

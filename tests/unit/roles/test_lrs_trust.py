@@ -52,10 +52,10 @@ def test_the_check_entry_point_and_the_monitoring_command_get_the_ca_file():
     calls = with_module("esup_pod.xapi.xapi_check")
     assert calls and all("worker_lrs_ca_file" in task["esup_pod.xapi.xapi_check"]["lrs_ca_file"] for _name, task in calls)
     # The monitoring command's from its installed configuration, root's, never from its caller's options.
-    configs = [task for _name, task in with_module("ansible.builtin.copy")
-               if str(task["ansible.builtin.copy"].get("dest", "")).endswith("/check/check.json")]
-    assert len(configs) == 1
-    config = str(configs[0]["vars"])
+    configs = [(task, item) for _name, task in with_module("ansible.builtin.copy") for item in task.get("loop", [])
+               if isinstance(item, dict) and item.get("dest") == "check.json"]
+    assert len(configs) == 1 and configs[0][0]["ansible.builtin.copy"]["dest"].endswith("/check/{{ item.dest }}")
+    configs, config = [configs[0][0]], str(configs[0][1]["content"])
     assert "'lrs_ca_file': worker_lrs_ca_file" in config and "'validate_certs': worker_lrs_validate_certs | bool" in config
     assert configs[0]["ansible.builtin.copy"]["owner"] == "root" and configs[0]["ansible.builtin.copy"]["mode"] == "0640"
     wrapper = (ROLE / "templates" / "check.sh.j2").read_text()

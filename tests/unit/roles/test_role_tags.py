@@ -91,15 +91,14 @@ def runs_git_or_pip(task):
 def test_git_and_pip_run_in_the_install_phase_or_the_preflight_only():
     found = [(filename, task, tags) for filename, task, tags in walk("worker", "main.yml") if runs_git_or_pip(task)]
     names = {task["name"] for _filename, task, _tags in found}
-    assert {"Check out Pod at the pinned version", "Install the worker's requirements in the virtualenv",
-            "Ask pip what the requirements would install", "Ask the Pod repository what worker_pod_version is"} <= names
+    assert {"Check out Pod at the pinned version", "Install the worker's requirements in the virtualenv"} <= names
     wrong = ["%s: %s %s" % (filename, task["name"], sorted(tags)) for filename, task, tags in found
              if tags & {"configure", "service"} or not tags & {"install", "always"}]
     assert wrong == []
-    # Those of the preflight (always) ask the network only when the install phase runs.
-    for filename, task, tags in found:
-        if "always" in tags and filename == "preflight.yml" and "ls-remote" in str(task) + " pip":
-            assert "_worker_install_selected" in str(task.get("when")), task["name"]
+    # The preflight's look (always) asks the repository and pip only when the install phase runs.
+    looks = [(task, tags) for _filename, task, tags in walk("worker", "main.yml") if "esup_pod.xapi.worker_install_facts" in task]
+    assert [("{{ _worker_install_selected | bool }}", True)] == [
+        (task["esup_pod.xapi.worker_install_facts"]["ask"], "always" in tags) for task, tags in looks]
 
 
 def test_every_git_and_pip_command_gets_the_install_settings_and_never_in_its_environment():
@@ -109,7 +108,11 @@ def test_every_git_and_pip_command_gets_the_install_settings_and_never_in_its_en
     found = [task for _filename, task, _tags in walk("worker", "main.yml") if runs_git_or_pip(task)]
     # git status and rev-parse read the local checkout only.
     remote = [task for task in found if "local changes" not in task["name"] and "HEAD and origin" not in task["name"]]
-    assert len(remote) == 5, [task["name"] for task in remote]
+    assert len(remote) == 2, [task["name"] for task in remote]
+    # The preflight's look hands them to git and pip on standard input, through an option that is no_log.
+    looks = [task for _filename, task, _tags in walk("worker", "main.yml") if "esup_pod.xapi.worker_install_facts" in task]
+    assert [task["esup_pod.xapi.worker_install_facts"]["install_env"] for task in looks] == ["{{ _worker_install_env_text }}"]
+    assert 'install_env=dict(type="str", default="", no_log=True)' in (ROLES.parent / "plugins" / "modules" / "worker_install_facts.py").read_text()
     for task in remote:
         args = str(task.get("ansible.builtin.command") or task.get("ansible.builtin.git"))
         assert ("_worker_install_run" in args or "_worker_install_dir ~ '/git'" in args

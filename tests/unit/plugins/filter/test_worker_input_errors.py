@@ -66,6 +66,9 @@ def test_good_values_break_no_rule():
     ({"worker_lrs_timeout": 50},
      "with worker_delivery_hardening, worker_task_time_limit > worker_task_soft_time_limit > worker_lrs_timeout > 0, "
      "and worker_visibility_timeout > worker_retry_backoff_max (> 0) + worker_task_time_limit"),
+    ({"worker_broker_url": "redis://xapi-worker:@broker:6380/6"},
+     "worker_broker_url has an empty password: set xapi_broker_worker_password in the inventory (in a vault), "
+     "or set worker_broker_url"),
     ({"worker_dead_letter_key": "dead letters"},
      "worker_dead_letter_key must be a Redis key name (letters, digits, '.', ':', '_', '-')"),
     ({"worker_service_name": "../celeryd"}, "worker_service_name must be a plain file name"),
@@ -84,8 +87,8 @@ def test_each_rule_names_its_variable(changes, message):
 
 def test_a_url_that_is_not_redis_breaks_both_broker_rules():
     assert errors(worker_broker_url="http://frontal:6380") == [
-        "worker_broker_url must be a redis:// or rediss:// URL: set xapi_broker_password and put the broker in group "
-        "pod_broker, or set worker_broker_url",
+        "worker_broker_url must be a redis:// or rediss:// URL: set xapi_broker_worker_password and put the broker in "
+        "group pod_broker, or set worker_broker_url",
         "worker_broker_url has no host: group pod_broker is empty in the inventory; put the broker host in it, or set "
         "worker_broker_url"]
 

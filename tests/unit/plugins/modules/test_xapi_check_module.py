@@ -261,6 +261,8 @@ def test_healthy_pipeline_with_probe(capsys, lab):
     assert lab.sent[0]["args"][0]["id"] == probe["id"]
     assert result["msg"].startswith("xAPI pipeline healthy")
     assert result["elapsed_ms"] >= 0
+    assert result["lines"][0] == "broker       ok      " + result["checks"][0]["msg"]
+    assert result["lines"][-1] == "whole check took %s ms" % result["elapsed_ms"] and len(result["lines"]) == 9
 
 
 def test_check_mode_skips_the_probe(capsys, lab):
