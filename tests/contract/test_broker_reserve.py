@@ -101,8 +101,10 @@ def test_the_frontal_is_refused_before_the_broker_is_full_and_the_worker_drains(
         assert frontal.lpush("xapi", PAYLOAD) == 1
         until("the reserve's log of both turns", lambda: "accepted again" in log.read_text(), 10)
         text = log.read_text()
-        assert "1 enqueues refused meanwhile" in text, text
+        assert "1 LPUSH refused meanwhile" in text, text
         assert "are refused until it is under 80%" in text, text
+        # A warning first, as the broker crossed 80 %, before the first refusal.
+        assert text.index("warning: broker memory at") < text.index("are refused until"), text
         assert "password" not in text
     finally:
         reserve.terminate()

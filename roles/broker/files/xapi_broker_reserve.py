@@ -61,7 +61,8 @@ class Reserve(object):
         self.client, self.user, self.command = client, frontal_user, command.lower()
         self.high, self.low, self.log = high, low, log
         self.closed_since = None
-        self.denied_at_close = 0
+        self.refused_at_close = 0
+        self.warned = False
 
     def allowed(self):
         """Whether the frontal's user may run the enqueue command now, as the broker says: OK, or the reason
@@ -83,9 +84,14 @@ class Reserve(object):
         percent = percent_used(fields)
         allowed = self.allowed()
         refuse = decide(percent, not allowed, self.high, self.low)
+        # The monitoring command is polled every few minutes: a flood can cross from LOW to HIGH between two polls.
+        if percent is not None and percent >= self.low and allowed and not refuse and not self.warned:
+            self.log("warning: broker memory at %.1f%% of its maxmemory (over %g%%): the frontal's enqueues will be refused "
+                     "from %g%%" % (percent, self.low, self.high))
+        self.warned = percent is not None and percent >= self.low
         if refuse and allowed:
             self.client.execute("ACL", "SETUSER", self.user, "-" + self.command)
-            self.closed_since, self.denied_at_close = time.monotonic(), self.refused()
+            self.closed_since, self.refused_at_close = time.monotonic(), self.refused()
             self.log("broker memory at %.1f%% of its maxmemory (over %g%%): the frontal's enqueues (user %s) are refused "
                      "until it is under %g%%, so that the workers keep draining" % (percent, self.high, self.user, self.low))
         elif not refuse and not allowed:
@@ -94,9 +100,9 @@ class Reserve(object):
                 self.log("the frontal's user %s could not %s: given back (broker memory at %s)"
                          % (self.user, self.command.upper(), "no limit" if percent is None else "%.1f%%" % percent))
             else:
+                closed_for, refused = time.monotonic() - self.closed_since, self.refused() - self.refused_at_close
                 self.log("broker memory at %.1f%% of its maxmemory: the frontal's enqueues are accepted again after %.0f s, "
-                         "%d enqueues refused meanwhile" % (percent, time.monotonic() - self.closed_since,
-                                                           self.refused() - self.denied_at_close))
+                         "%d LPUSH refused meanwhile (Celery may retry one enqueue)" % (percent, closed_for, refused))
             self.closed_since = None
         return refuse
 
