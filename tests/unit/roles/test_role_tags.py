@@ -103,7 +103,7 @@ def test_git_and_pip_run_in_the_install_phase_or_the_preflight_only():
 
 def test_every_git_and_pip_command_gets_the_install_settings_and_never_in_its_environment():
     """The proxy and index settings (vars/main.yml: _worker_install_env) may hold credentials: a git
-    or pip task gets them through the wrapper install/run (its git link for the git module), or, in
+    or pip task gets them through the wrapper install/run (its copy install/git for the git module), or, in
     the preflight, on standard input with no_log; never in `environment`, which -vvv and sudo show."""
     found = [task for _filename, task, _tags in walk("worker", "main.yml") if runs_git_or_pip(task)]
     # git status and rev-parse read the local checkout only.

@@ -101,5 +101,6 @@ def test_the_worker_needs_systemd():
 def test_the_preflight_hands_over_every_variable_that_the_rules_read():
     read = set(re.findall(r"\"(worker_[a-z_]+)\"", Path(wie.__file__).read_text())) - {"worker_input_errors"}
     tasks = yaml.safe_load(PREFLIGHT.read_text())
+    tasks += [child for task in tasks for child in task.get("block", [])]
     check = [task for task in tasks if task["name"] == "Check the worker's variables"]
     assert len(check) == 1 and set(check[0]["vars"]["_worker_inputs"]) == read
