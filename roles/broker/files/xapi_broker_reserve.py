@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # -*- coding: utf-8 -*-
 # Copyright: Esup-Pod xAPI collection maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -107,7 +106,8 @@ class Reserve(object):
         return refuse
 
 
-def main(environ=os.environ):
+def main(environ=None):
+    environ = os.environ if environ is None else environ
     port = int(environ.get("XAPI_RESERVE_PORT", "6380"))
     with open(environ["XAPI_RESERVE_PASSWORD_FILE"], encoding="utf-8") as secret:
         password = secret.read().rstrip("\n")
