@@ -30,6 +30,7 @@ SITE_DBS = [2, 3, 4, 5, 7]
 BROKER_PORT = 6380  # the broker role's default (xapi_broker_port), which the lab keeps
 BROKER_SERVICE = "redis-server@xapi"
 WORKER_SERVICE = "celeryd-xapi"
+FILLER = "lab-reserve-filler"  # a key of the tests' own on the broker, never one of Pod's or kombu's
 
 
 def before():
@@ -165,8 +166,12 @@ def test_a_broker_near_its_limit_refuses_new_statements_and_keeps_the_queued_one
     with worker_stopped():
         ids = pod.enqueue(3, tag="broker-full")
         waiting = int(broker("LLEN", "xapi"))
+        # 8 MB of filler: the clients' own buffers, which come and go, are then a small share of what the
+        # broker holds, and cannot take it out of the reserve or over its limit.
+        broker("EVAL", "for i = 1, 8000 do redis.call('RPUSH', KEYS[1], string.rep('x', 1000)) end", "1", FILLER)
+        assert int(broker("LLEN", FILLER)) == 8000
         used = int(re.search(r"^used_memory:(\d+)", broker("INFO", "memory"), re.M).group(1))
-        # 95 % full: in the reserve, under the limit where Redis itself refuses writes.
+        # In the reserve (over 90 %), under the limit where Redis itself refuses writes.
         assert broker("CONFIG", "SET", "maxmemory", int(used / 0.95)) == "OK"
         try:
             # The broker's reserve takes the frontal's enqueue away before Redis's own out-of-memory refusal.
@@ -177,6 +182,7 @@ def test_a_broker_near_its_limit_refuses_new_statements_and_keeps_the_queued_one
             assert int(broker("LLEN", "xapi")) == waiting
         finally:
             assert broker("CONFIG", "SET", "maxmemory", limit) == "OK"
+            broker("DEL", FILLER)
         lab.until("the reserve gives the frontal its enqueues back", lambda: broker(
             "ACL", "DRYRUN", lab.broker_user("frontal"), "lpush", "xapi", "x") == "OK", 30)
     assert sorted(lrs.wait_for(ids, timeout=120)) == sorted(ids)
