@@ -3,8 +3,9 @@
 On an empty Ralph store (tests/lablib/faults.py), the broker's maxmemory is lowered for the run to
 what it holds plus ROOM MB (and restored at the end). SENDERS processes on the frontal then enqueue
 COUNT statements in all through Pod's own task (send_xapi_statement_task.delay), as fast as they
-can, faster than the LRS stores them, while the worker runs. An enqueue that the full broker refuses
-(Pod's task raises Redis's OOM error) is counted as refused; the senders go on. Meanwhile:
+can, faster than the LRS stores them, while the worker runs. An enqueue that the broker refuses is
+counted as refused, by kind: the broker's reserve (roles/broker: NOPERM from broker_reserve_high of
+maxmemory on) or Redis's own out-of-memory error (the reserve came too late); the senders go on. Meanwhile:
 - the broker is sampled (used memory against maxmemory, the queue's length) every half second;
 - the monitoring command (/usr/local/bin/<service>-check, with the role's thresholds) runs again and
   again on the first encoding host; its broker_memory perfdata tells when it warned.
@@ -12,12 +13,12 @@ Then it waits (bounded) until the queue and the nodes' unacknowledged messages a
 holds every accepted statement. It prints: accepted, refused (with the first refusal's text),
 stored, the time from the flood's end to an empty queue and to every accepted statement stored,
 whether the monitoring warned before the first refusal, whether the queue went down while the
-broker was at its limit, the nodes' restarts and state, and the machine's load.
+broker was in its reserve (over --reserve-high percent of maxmemory), the nodes' restarts and state, and the machine's load.
 
 Run it on a converged lab, from the repository root:
     LAB_NAME=xapi-lab .venv/bin/python tests/bench/flood.py [--count 8000] [--senders 2] [--room 8]
-It exits 1 when an accepted statement is not stored in time, or when no enqueue was refused (the
-broker never filled: raise --count or lower --room).
+It exits 1 when an accepted statement is not stored in time, when an enqueue met the out-of-memory
+error, or when no enqueue was refused (the broker never filled: raise --count or lower --room).
 """
 
 import argparse
@@ -134,6 +135,8 @@ def main(argv=None):
                         help="s without any change of the queue's length after which the drain counts as stalled; the "
                              "broker's maxmemory is then restored, as an admin would, and the drain timed again "
                              "(default %(default)s)")
+    parser.add_argument("--reserve-high", type=float, default=90.0,
+                        help="the broker's broker_reserve_high, percent (default %(default)s)")
     args = parser.parse_args(argv)
 
     lab_ = faults.Lab()
@@ -204,11 +207,12 @@ def main(argv=None):
                              check=False).stdout.splitlines()
 
     samples = [(t, s) for t, s in broker.samples if isinstance(s, tuple)]
-    full = [(t, llen) for t, (used, lim, llen) in samples if used >= lim]
+    full = [(t, llen) for t, (used, lim, llen) in samples if used >= lim * args.reserve_high / 100]
     peak = max((used / lim for _t, (used, lim, _l) in samples), default=0)
     # Did the queue go down while the broker was at its limit (between two samples both at the limit)?
     drained_at_limit = sum(max(0, a[1] - b[1]) for a, b in zip(full, full[1:]) if b[0] - a[0] < 2)
     first_refusal = refused[0][0] if refused else None
+    out_of_memory = [error for _when, error in refused if "maxmemory" in error]
     warned = [(t, result[1][0]) for t, result in check.samples
               if isinstance(result, tuple) and result[1] and result[1][0] >= result[1][1]]
     first_warn = warned[0] if warned else None
@@ -230,8 +234,10 @@ def main(argv=None):
         print("maxmemory restored then (the admin's remedy): the queue empty %s later" % (
             "%.1f s (%.0f statements/s)" % (remedy_empty_at - remedy_at, stalled[0] / (remedy_empty_at - remedy_at))
             if remedy_empty_at else "NOT within %d s" % args.timeout))
-    print("broker: peak %.1f %% of maxmemory; %d sample(s) at the limit; the queue went down by %d between samples "
-          "at the limit" % (100 * peak, len(full), drained_at_limit))
+    print("refused by the reserve (NOPERM): %d; by Redis's out-of-memory error: %d" % (
+        sum(1 for _when, error in refused if faults.RESERVE_REFUSAL in error), len(out_of_memory)))
+    print("broker: peak %.1f %% of maxmemory; %d sample(s) over %g %% (the reserve); the queue went down by %d between "
+          "those samples" % (100 * peak, len(full), args.reserve_high, drained_at_limit))
     if first_refusal:
         print("first refusal %.1f s into the flood; refused enqueues from %.1f to %.1f s" % (
             first_refusal - flood_start, refused[0][0] - flood_start, refused[-1][0] - flood_start))
@@ -245,7 +251,7 @@ def main(argv=None):
         NODE_UNIT, active, restarts, len(deaths), (", the first: " + deaths[0][:300]) if deaths else ""))
     print("load average (1/5/15 min): before %s, end of flood %s, after %s; other containers running: %d" % (
         loads(load_before), loads(load_flood), loads(load_after), len(others)))
-    return 0 if refused and len(stored_ids) == len(accepted) else 1
+    return 0 if refused and not out_of_memory and len(stored_ids) == len(accepted) else 1
 
 
 if __name__ == "__main__":

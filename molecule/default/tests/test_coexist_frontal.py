@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 
-from lablib import lab, pod, resp  # noqa: E402
+from lablib import faults, lab, pod, resp  # noqa: E402
 
 POD_DIR = "/usr/local/django_projects/podv4"
 SETTINGS = POD_DIR + "/pod/custom/settings_local.py"
@@ -30,6 +30,7 @@ SITE_DBS = [2, 3, 4, 5, 7]
 BROKER_PORT = 6380  # the broker role's default (xapi_broker_port), which the lab keeps
 BROKER_SERVICE = "redis-server@xapi"
 WORKER_SERVICE = "celeryd-xapi"
+FILLER = "lab-reserve-filler"  # a key of the tests' own on the broker, never one of Pod's or kombu's
 
 
 def before():
@@ -151,18 +152,39 @@ def test_queued_statements_survive_a_broker_restart(lrs):
     assert sorted(lrs.wait_for(ids, timeout=120)) == sorted(ids)
 
 
-def test_a_full_broker_refuses_new_statements_and_keeps_the_queued_ones(lrs):
+def test_the_reserve_of_the_brokers_memory_runs_as_redis_and_hides_its_password(lab_host):
+    frontal = lab_host("frontal")
+    unit = "redis-xapi-reserve.service"
+    shown = dict(line.split("=", 1) for line in frontal.check_output("systemctl show -p ActiveState -p User %s" % unit).splitlines())
+    assert shown == {"ActiveState": "active", "User": "redis"}, shown
+    secret = frontal.file("/etc/redis/redis-xapi-reserve.secret")
+    assert (secret.user, secret.group, secret.mode) == ("root", "redis", 0o640)
+
+
+def test_a_broker_near_its_limit_refuses_new_statements_and_keeps_the_queued_ones(lrs):
     limit = broker("CONFIG", "GET", "maxmemory").split()[-1]
     with worker_stopped():
         ids = pod.enqueue(3, tag="broker-full")
         waiting = int(broker("LLEN", "xapi"))
-        assert broker("CONFIG", "SET", "maxmemory", "1") == "OK"
+        # 8 MB of filler: the clients' own buffers, which come and go, are then a small share of what the
+        # broker holds, and cannot take it out of the reserve or over its limit.
+        broker("EVAL", "for i = 1, 8000 do redis.call('RPUSH', KEYS[1], string.rep('x', 1000)) end", "1", FILLER)
+        assert int(broker("LLEN", FILLER)) == 8000
+        used = int(re.search(r"^used_memory:(\d+)", broker("INFO", "memory"), re.M).group(1))
+        # In the reserve (over 90 %), under the limit where Redis itself refuses writes.
+        assert broker("CONFIG", "SET", "maxmemory", int(used / 0.95)) == "OK"
         try:
-            with pytest.raises(RuntimeError, match=r"command not allowed when used memory > 'maxmemory'"):
+            # The broker's reserve takes the frontal's enqueue away before Redis's own out-of-memory refusal.
+            lab.until("the reserve refuses the frontal", lambda: broker(
+                "ACL", "DRYRUN", lab.broker_user("frontal"), "lpush", "xapi", "x") != "OK", 30)
+            with pytest.raises(RuntimeError, match=faults.RESERVE_REFUSAL):
                 pod.enqueue(1, tag="broker-full-refused")
             assert int(broker("LLEN", "xapi")) == waiting
         finally:
             assert broker("CONFIG", "SET", "maxmemory", limit) == "OK"
+            broker("DEL", FILLER)
+        lab.until("the reserve gives the frontal its enqueues back", lambda: broker(
+            "ACL", "DRYRUN", lab.broker_user("frontal"), "lpush", "xapi", "x") == "OK", 30)
     assert sorted(lrs.wait_for(ids, timeout=120)) == sorted(ids)
 
 
