@@ -33,8 +33,8 @@ LRS_SERVICE = "ralph-lrs"
 LRS_FRONT = "nginx"  # the lab's TLS front (tests/roles/lab_lrs), before Ralph on lab_lrs_port
 DEAD_LETTERS = "/usr/local/sbin/%s-dead-letters" % WORKER_SERVICE
 # Fault 10: room given to the broker above what it holds, and the fewest statements sent to fill it.
-BROKER_ROOM = 1536 * 1024
-BROKER_FILL = 1200
+BROKER_ROOM = 6 * 1024 * 1024
+BROKER_FILL = 3600
 # What Pod's enqueue raises once the broker's reserve (roles/broker) refuses the frontal's user.
 RESERVE_REFUSAL = "no permissions to run the 'lpush' command"
 # The worker role's defaults: the longest wait between two retries; the visibility timeout, after
@@ -716,8 +716,9 @@ def broker_full(lab_, count, spread):
     limit = lab_.broker("CONFIG GET maxmemory").split()[1]
     used = int(next(line.split(":")[1] for line in lab_.broker("INFO memory").splitlines()
                     if line.startswith("used_memory:")))
-    # 1.5 MB of room above what the broker holds now: a few hundred of Pod's messages, far more than
-    # the clients' own buffers. The batch is large enough to fill it up to the reserve.
+    # 6 MB of room above what the broker holds now, so that the reserve (the last tenth) is far larger
+    # than what a node's start and the clients' own buffers take: with 1.5 MB, the node's start took
+    # the broker over its limit once the earlier faults had run. The batch fills it up to the reserve.
     lab_.broker("CONFIG SET maxmemory %d" % (used + BROKER_ROOM))
     try:
         since = datetime.datetime.now(datetime.timezone.utc).isoformat()

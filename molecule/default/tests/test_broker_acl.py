@@ -42,11 +42,16 @@ WORKER_REFUSED = ["CONFIG GET maxmemory", "CONFIG SET maxmemory 1mb", "FLUSHDB",
                   "ACL LIST", "SHUTDOWN NOSAVE", "SWAPDB 6 7", "CLIENT LIST", "MONITOR"]
 
 
+def assert_refused(job, via, command):
+    """COMMAND is refused to the user of JOB: by ACL DRYRUN first, then for real from the lab host VIA."""
+    assert dryrun(job, command) != "+OK", "the %s's user may run %s" % (job, command)
+    answer = as_user(job, via, "SELECT 6", command)
+    assert answer[0] == "+OK" and answer[1].startswith("-NOPERM"), answer
+
+
 @pytest.mark.parametrize("command", FRONTAL_REFUSED)
 def test_the_frontal_user_cannot_flush_list_reconfigure_or_read_the_queue(command):
-    assert dryrun("frontal", command) != "+OK", "the frontal's user may run %s" % command
-    answer = as_user("frontal", "frontal", "SELECT 6", command)
-    assert answer[0] == "+OK" and answer[1].startswith("-NOPERM"), answer
+    assert_refused("frontal", "frontal", command)
 
 
 def test_the_frontal_user_may_enqueue_and_pod_enqueues_as_that_user():
@@ -58,9 +63,7 @@ def test_the_frontal_user_may_enqueue_and_pod_enqueues_as_that_user():
 
 @pytest.mark.parametrize("command", WORKER_REFUSED)
 def test_the_worker_user_cannot_reconfigure_or_flush(command):
-    assert dryrun("worker", command) != "+OK", "the worker's user may run %s" % command
-    answer = as_user("worker", "encoding", "SELECT 6", command)
-    assert answer[0] == "+OK" and answer[1].startswith("-NOPERM"), answer
+    assert_refused("worker", "encoding", command)
 
 
 def test_the_worker_user_may_consume_acknowledge_and_retry():

@@ -22,7 +22,8 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[3]
 USERS = {"admin": ("xapi-admin", "admin-password-0123456789"), "frontal": ("xapi-frontal", "frontal-password-0123456789"),
-         "worker": ("xapi-worker", "worker-password-0123456789")}
+         "worker": ("xapi-worker", "worker-password-0123456789"),
+         "reserve": ("redis-xapi-reserve", "reserve-password-0123456789")}
 SERVER = shutil.which("redis-server") or "/usr/sbin/redis-server"
 
 pytestmark = pytest.mark.skipif(not os.path.exists(SERVER), reason="needs redis-server")
@@ -35,6 +36,7 @@ def render(tmp_path):
     extra = {"_broker_version": {"stdout": version}, "broker_admin_user": USERS["admin"][0], "broker_password": USERS["admin"][1],
              "broker_frontal_user": USERS["frontal"][0], "broker_frontal_password": USERS["frontal"][1],
              "broker_worker_user": USERS["worker"][0], "broker_worker_password": USERS["worker"][1],
+             "broker_reserve_enabled": True, "_broker_reserve_user": USERS["reserve"][0], "_broker_reserve_password": USERS["reserve"][1],
              "ansible_python_interpreter": sys.executable}
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     subprocess.run([str(Path(sys.executable).parent / "ansible"), "localhost", "-c", "local", "-i", "localhost,",
@@ -88,7 +90,7 @@ def refused(call):
 def test_the_file_holds_hashes_never_a_password(tmp_path):
     text = render(tmp_path).read_text()
     assert all(password not in text for user, password in USERS.values())
-    assert text.count(" #") == 3
+    assert text.count(" #") == 4
 
 
 def test_the_frontal_may_enqueue_but_never_read_flush_list_or_reconfigure(broker):
@@ -124,3 +126,15 @@ def test_a_transaction_in_the_append_only_file_survives_a_restart(broker):
     broker.start()
     admin = broker.client("admin")
     assert admin.hget("unacked", "tag") == b"message" and admin.zscore("unacked_index", "tag") == 1
+
+
+def test_the_reserve_may_read_memory_and_take_the_enqueue_away_but_never_touch_a_key(broker):
+    # The reserve's own client (_resp.Client, no database): it never selects one.
+    reserve = redis.Redis(unix_socket_path=broker.socket, username=USERS["reserve"][0], password=USERS["reserve"][1])
+    assert "used_memory" in reserve.info("memory")
+    assert reserve.execute_command("ACL", "DRYRUN", USERS["frontal"][0], "lpush", "xapi", "x") == b"OK"
+    assert reserve.execute_command("ACL", "SETUSER", USERS["frontal"][0], "-lpush") == b"OK"
+    refused(lambda: broker.client("frontal").lpush("xapi", "message"))
+    for call in (lambda: reserve.lpush("xapi", "m"), lambda: reserve.llen("xapi"), reserve.flushall, lambda: reserve.keys("*"),
+                 lambda: reserve.config_get("maxmemory")):
+        refused(call)
