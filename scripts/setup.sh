@@ -22,7 +22,7 @@ if ! command -v apt-get >/dev/null 2>&1 || [ ! -f /etc/debian_version ]; then
   die "this needs Debian 12 (apt-get); on another system install podman, runc, netavark, iptables, debootstrap, git and python3-venv yourself"
 fi
 
-packages="podman runc netavark aardvark-dns catatonit iptables debootstrap openssh-client git python3-venv shellcheck redis-server"
+packages="podman runc netavark aardvark-dns catatonit iptables debootstrap openssh-client git python3-venv shellcheck redis-server tcpdump"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -80,14 +80,25 @@ def read_reply(stream):
 
 
 class Client(object):
-    """One connection to one Redis database: AUTH (with a user name from Redis 6 on) and SELECT at connect."""
+    """One connection to one Redis database: AUTH (with a user name from Redis 6 on) and SELECT at connect.
+    With TLS, the server's certificate and name are verified against CA_FILE, else the system's CA store.
+    A HOST that is a path (starting with '/') is the server's Unix socket; PORT is then ignored."""
 
-    def __init__(self, host, port=6379, db=0, username=None, password=None, tls=False, timeout=10.0):
-        self.address = "%s:%s" % (host, port)
+    def __init__(self, host, port=6379, db=0, username=None, password=None, tls=False, timeout=10.0, ca_file=None):
+        self.address = host if host.startswith("/") else "%s:%s" % (host, port)
         try:
-            sock = socket.create_connection((host, int(port)), timeout)
+            if host.startswith("/"):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(timeout)
+                try:
+                    sock.connect(host)
+                except OSError:
+                    sock.close()
+                    raise
+            else:
+                sock = socket.create_connection((host, int(port)), timeout)
             if tls:
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+                sock = ssl.create_default_context(cafile=ca_file).wrap_socket(sock, server_hostname=host)
         except (OSError, ValueError) as exc:
             raise RedisError("cannot connect to %s: %s" % (self.address, exc)) from exc
         self._sock = sock

@@ -59,7 +59,7 @@ def redis_look(url, timeout=5.0):
     parts = parse_broker_url(url)
     host, port = parts["host"], parts["port"]
     try:
-        with Client(host, port, tls=parts["scheme"] == "rediss", timeout=timeout) as client:
+        with Client(host, port, tls=parts["scheme"] == "rediss", ca_file=parts["ca_file"], timeout=timeout) as client:
             if parts["password"]:
                 args = [parts["username"]] if parts["username"] else []
                 try:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urljoin, urlsplit, urlunsplit
 
 MASK = "********"
 
@@ -102,6 +102,7 @@ def parse_broker_url(url):
         "db": db,
         "username": unquote(parts.username) if parts.username else None,
         "password": unquote(parts.password) if parts.password is not None else None,
+        "ca_file": (parse_qs(parts.query).get("ssl_ca_certs") or [None])[-1],
     }
 
 

@@ -158,7 +158,7 @@ def connect(module, url, which):
         module.fail_json(msg="the %s broker's URL: %s" % (which, to_native(exc)))
     try:
         return Client(parts["host"], parts["port"], parts["db"], parts["username"], parts["password"],
-                      tls=parts["scheme"] == "rediss", timeout=module.params["timeout"]), parts
+                      tls=parts["scheme"] == "rediss", ca_file=parts["ca_file"], timeout=module.params["timeout"]), parts
     except RedisError as exc:
         raise RedisError("the %s broker %s: %s" % (which, redact_url(url), exc))
 

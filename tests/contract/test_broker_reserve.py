@@ -15,13 +15,17 @@ may enqueue again.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
+import pytest
 import redis
 
-from conftest import PROJECT, until
+from conftest import PROJECT, free_port, until
 
 SCRIPT = PROJECT / "roles" / "broker" / "files" / "xapi_broker_reserve.py"
 RESP = PROJECT / "plugins" / "module_utils" / "_resp.py"
@@ -37,7 +41,7 @@ def users(server):
                           "+ping", "+blmove", "+lrem", "+multi", "+exec", "+hset", "+hdel", "+llen", "~xapi*", "~unacked*")
 
 
-def start_reserve(tmp_path, server, high=90, low=80):
+def start_reserve(tmp_path, server, high=90, low=80, unix_socket=None):
     home = tmp_path / "reserve"
     home.mkdir()
     (home / "xapi_broker_reserve.py").write_bytes(SCRIPT.read_bytes())
@@ -47,6 +51,9 @@ def start_reserve(tmp_path, server, high=90, low=80):
     environ = dict(os.environ, XAPI_RESERVE_PORT=str(server.port), XAPI_RESERVE_USER="xapi-admin",
                    XAPI_RESERVE_PASSWORD_FILE=str(secret), XAPI_RESERVE_FRONTAL_USER="xapi-frontal",
                    XAPI_RESERVE_HIGH=str(high), XAPI_RESERVE_LOW=str(low), XAPI_RESERVE_INTERVAL="0.1")
+    if unix_socket:
+        # A broker serving TLS has no plaintext TCP port: the port given is one nothing listens on.
+        environ.update(XAPI_RESERVE_SOCKET=str(unix_socket), XAPI_RESERVE_PORT=str(free_port()))
     log = open(home / "log", "w+")
     process = subprocess.Popen([sys.executable, str(home / "xapi_broker_reserve.py")], env=environ,
                                stdout=log, stderr=subprocess.STDOUT)
@@ -58,10 +65,17 @@ def memory_percent(server):
     return 100.0 * info["used_memory"] / info["maxmemory"]
 
 
-def test_the_frontal_is_refused_before_the_broker_is_full_and_the_worker_drains(start_redis, tmp_path):
-    server = start_redis("--maxmemory", "16mb", "--maxmemory-policy", "noeviction")
+@pytest.mark.parametrize("through", ["tcp", "unix socket"])
+def test_the_frontal_is_refused_before_the_broker_is_full_and_the_worker_drains(start_redis, tmp_path, through, request):
+    unix_socket = None
+    if through == "unix socket":  # a short path: a socket's path is at most 107 bytes, tmp_path's are longer
+        directory = tempfile.mkdtemp(prefix="xapi-reserve-")
+        request.addfinalizer(lambda: shutil.rmtree(directory, ignore_errors=True))
+        unix_socket = Path(directory) / "broker.sock"
+    server = start_redis("--maxmemory", "16mb", "--maxmemory-policy", "noeviction",
+                         *(["--unixsocket", str(unix_socket), "--unixsocketperm", "700"] if unix_socket else []))
     users(server)
-    reserve, log = start_reserve(tmp_path, server)
+    reserve, log = start_reserve(tmp_path, server, unix_socket=unix_socket)
     frontal = redis.Redis(port=server.port, username="xapi-frontal", password="frontal-password")
     worker = redis.Redis(port=server.port, username="xapi-worker", password="worker-password")
     try:

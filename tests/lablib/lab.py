@@ -137,6 +137,7 @@ def broker_secrets():
 
 
 def broker_cli(job="admin"):
-    """The start of a redis-cli command line on a lab host, as the broker's user for JOB."""
+    """The start of a redis-cli command line on a lab host, as the broker's user for JOB, over TLS (the lab's
+    broker has clients on other hosts, so it serves TLS only; the lab CA is in every host's system store)."""
     password, user = shlex.quote(broker_password(job)), shlex.quote(broker_user(job))
-    return "REDISCLI_AUTH=%s redis-cli --no-auth-warning --user %s" % (password, user)
+    return "REDISCLI_AUTH=%s redis-cli --tls --no-auth-warning --user %s" % (password, user)

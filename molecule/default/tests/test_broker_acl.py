@@ -20,7 +20,7 @@ BROKER = ("frontal", "6380")  # the broker role's host and default port (xapi_br
 
 def talk(via, *commands):
     """Each answer's first line, from the lab host VIA to the broker."""
-    return resp.talk(via, BROKER[0], BROKER[1], *commands)
+    return resp.talk(via, BROKER[0], BROKER[1], *commands, tls=True)
 
 
 def as_user(job, via, *commands):
@@ -57,7 +57,7 @@ def test_the_frontal_user_cannot_flush_list_reconfigure_or_read_the_queue(comman
 def test_the_frontal_user_may_enqueue_and_pod_enqueues_as_that_user():
     for command in ("LPUSH xapi message", "SADD _kombu.binding.xapi binding", "SMEMBERS _kombu.binding.xapi"):
         assert dryrun("frontal", command) == "+OK", command
-    assert pod.site_setting("XAPI_CELERY_BROKER_URL").startswith("redis://%s:" % lab.broker_user("frontal"))
+    assert pod.site_setting("XAPI_CELERY_BROKER_URL").startswith("rediss://%s:" % lab.broker_user("frontal"))
     assert len(pod.enqueue(1, tag="broker-acl")) == 1  # Pod's own task, through kombu, as the frontal's user
 
 

@@ -183,7 +183,7 @@ def test_no_secret_when_the_broker_and_the_lrs_refuse_the_passwords():
     wrong = "/tmp/xapi-check-wrong-passwords.py"
     broker_secret, lrs_secret = "planted-check-broker-0d41", "planted-check-lrs-93ab"
     # The worker's settings, then wrong passwords: the last assignment wins, as when Python runs the file.
-    source = "\nXAPI_CELERY_BROKER_URL = 'redis://:%s@frontal:6380/6'\nXAPI_LRS_PWD = %r\n" % (broker_secret, lrs_secret)
+    source = "\nXAPI_CELERY_BROKER_URL = 'rediss://:%s@frontal:6380/6'\nXAPI_LRS_PWD = %r\n" % (broker_secret, lrs_secret)
     host = encoding()
     assert host.run("cat %s > %s && printf '%%s' %s >> %s && chown root:pod-xapi %s && chmod 0640 %s" % (
         WORKER_SETTINGS, wrong, shlex.quote(source), wrong, wrong, wrong)).rc == 0

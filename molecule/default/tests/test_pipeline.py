@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -95,7 +96,7 @@ def test_the_worker_starts_at_boot():
 
 def redis_from_encoding(*commands):
     """A raw Redis conversation from the encoding host to the broker: each answer's first line."""
-    return resp.talk("encoding", "frontal", BROKER_PORT, *commands)
+    return resp.talk("encoding", "frontal", BROKER_PORT, *commands, tls=True)
 
 
 def test_redis_refuses_a_client_without_the_password():
@@ -146,7 +147,9 @@ def test_the_xapi_settings_are_what_pod_reads(lab_host, host_name, names):
     assert out.rc == 0, out.stderr
     expected = {"USE_XAPI": "True", "USE_XAPI_VIDEO": "True", "XAPI_LRS_URL": lab.var("frontal", "xapi_lrs_url"),
                 "XAPI_LRS_LOGIN": lab.var("frontal", "xapi_lrs_login")}
-    assert out.stdout.split() == [expected[n] for n in names.split(", ")] + ["frontal:%s/6" % BROKER_PORT], out.stdout
+    # rediss: the lab's worker is on another host than the broker, so the link is TLS, verified against the lab CA.
+    tls_query = "?ssl_cert_reqs=required&ssl_ca_certs=" + quote(lab.var("frontal", "xapi_broker_ca_file"), safe="")
+    assert out.stdout.split() == [expected[n] for n in names.split(", ")] + ["frontal:%s/6%s" % (BROKER_PORT, tls_query)], out.stdout
 
 
 def test_the_frontal_holds_no_lrs_credentials(lab_host):

@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -142,7 +143,7 @@ def test_healthy_pipeline_delivers_the_probe():
         "broker", "memory", "consumers", "backlog", "dead_letters", "lrs", "credentials", "probe"]
     assert [c["status"] for c in result["checks"]] == ["ok"] * 8
     assert result["broker"]["reachable"] is True and result["broker"]["authenticated"] is True
-    assert result["broker"]["url"].startswith("redis://xapi-worker:********@")
+    assert result["broker"]["url"].startswith("rediss://xapi-worker:********@")
     assert result["consumer_count"] >= 1 and all("@" in node for node in result["consumers"])
     assert result["backlog"] == 0 and result["dead_letters"] == 0
     assert result["lrs"]["status"] == 400 and result["lrs"]["credentials"] is True
@@ -215,7 +216,8 @@ def test_wrong_broker_password():
     assert run.rc != 0, run
     assert run.msg.startswith("broker refused the password: "), run
     assert run.result["broker"] == {
-        "url": "redis://xapi-worker:********@frontal:6380/6", "address": "frontal:6380",
+        "url": "rediss://xapi-worker:********@frontal:6380/6?ssl_cert_reqs=required&ssl_ca_certs="
+               + quote(lab.var("encoding", "xapi_broker_ca_file"), safe=""), "address": "frontal:6380",
         "reachable": True, "authenticated": False, "memory": None,
     }
     assert run.status("consumers") == "skipped" and run.status("backlog") == "skipped"

@@ -17,7 +17,8 @@ the role, or a restart of the broker, never leaves the two out of step.
 Configuration, from the environment (the unit's EnvironmentFile):
   XAPI_RESERVE_PORT, XAPI_RESERVE_USER (the broker's admin user), XAPI_RESERVE_PASSWORD_FILE,
   XAPI_RESERVE_FRONTAL_USER, XAPI_RESERVE_COMMAND (lpush), XAPI_RESERVE_HIGH, XAPI_RESERVE_LOW (percent),
-  XAPI_RESERVE_INTERVAL (seconds between looks).
+  XAPI_RESERVE_INTERVAL (seconds between looks), XAPI_RESERVE_SOCKET (the broker's Unix socket, used instead
+  of 127.0.0.1:XAPI_RESERVE_PORT when set: a broker serving TLS has no plaintext TCP port).
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def main(environ=None):
     signal.signal(signal.SIGTERM, lambda *args: sys.exit(0))
     while True:
         try:
-            with Client("127.0.0.1", port, username=environ["XAPI_RESERVE_USER"], password=password, timeout=5) as client:
+            with Client(environ.get("XAPI_RESERVE_SOCKET") or "127.0.0.1", port, username=environ["XAPI_RESERVE_USER"], password=password, timeout=5) as client:
                 reserve = Reserve(client, environ["XAPI_RESERVE_FRONTAL_USER"], environ.get("XAPI_RESERVE_COMMAND", "lpush"),
                                   high, low, log=lambda text: print(text, flush=True))
                 try:

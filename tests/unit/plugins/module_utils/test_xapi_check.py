@@ -37,6 +37,19 @@ def test_parse_broker_url(url, expected):
 
 
 @pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("rediss://u:p@h:6380/6?ssl_cert_reqs=required&ssl_ca_certs=%2Fetc%2Fssl%2Fsite-ca.crt", "/etc/ssl/site-ca.crt"),
+        ("rediss://u:p@h:6380/6?ssl_cert_reqs=required", None),
+        ("redis://u:p@h:6380/6", None),
+    ],
+)
+def test_parse_broker_url_reads_the_ca_file_that_kombu_reads(url, expected):
+    assert xc.parse_broker_url(url)["ca_file"] == expected
+    assert xc.parse_broker_url(url)["db"] == 6
+
+
+@pytest.mark.parametrize(
     "url, words",
     [
         ("", "broker_url is empty"),
