@@ -12,6 +12,7 @@ file of the role holds them.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -34,6 +35,13 @@ def tasks():
     return found
 
 
+def loop_of(task):
+    """A task's loop: its list, or the list of vars/main.yml that it names."""
+    loop = task.get("loop", [])
+    match = re.fullmatch(r"\{\{ (\w+) \}\}", loop) if isinstance(loop, str) else None
+    return yaml.safe_load((ROLE / "vars" / "main.yml").read_text())[match.group(1)] if match else loop
+
+
 def with_module(module):
     return [(name, task) for name, task in tasks() if module in task]
 
@@ -52,7 +60,7 @@ def test_the_check_entry_point_and_the_monitoring_command_get_the_ca_file():
     calls = with_module("esup_pod.xapi.xapi_check")
     assert calls and all("worker_lrs_ca_file" in task["esup_pod.xapi.xapi_check"]["lrs_ca_file"] for _name, task in calls)
     # The monitoring command's from its installed configuration, root's, never from its caller's options.
-    configs = [(task, item) for _name, task in with_module("ansible.builtin.copy") for item in task.get("loop", [])
+    configs = [(task, item) for _name, task in with_module("ansible.builtin.copy") for item in loop_of(task)
                if isinstance(item, dict) and item.get("dest") == "check.json"]
     assert len(configs) == 1 and configs[0][0]["ansible.builtin.copy"]["dest"].endswith("/check/{{ item.dest }}")
     configs, config = [configs[0][0]], str(configs[0][1]["content"])
