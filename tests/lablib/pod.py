@@ -101,6 +101,23 @@ def site_setting(name, via="frontal"):
     return out.strip()
 
 
+# The site's web service on the frontal, and the port of the lab's stand-in for it (tests/roles/lab_pod_site).
+WEB_SERVICE = "uwsgi-pod"
+WEB_PORT = 8000
+
+
+def web_service_state(via="frontal"):
+    """(main PID, time at which it last read its settings) of the site's web service on VIA: a reload keeps the
+    PID and moves the time, a restart changes both."""
+    host = lab.host(via)
+    pid = host.run("systemctl show -p MainPID --value %s" % WEB_SERVICE).stdout.strip()
+    assert pid not in ("", "0"), "%s is not running on %s" % (WEB_SERVICE, via)
+    loaded = host.check_output(
+        "python3 -c 'import urllib.request; print(urllib.request.urlopen(\"http://127.0.0.1:%d/loaded\", timeout=10).read().decode())'"
+        % WEB_PORT)
+    return int(pid), float(loaded)
+
+
 def inspect(what, via="encoding", timeout=5, json_output=False):
     """`celery -A pod.xapi.xapi_tasks inspect WHAT` in the Pod of the lab host VIA (pod_of), through
     the broker, as Pod's app sees the workers; returns testinfra's result. By default on the encoding

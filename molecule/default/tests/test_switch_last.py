@@ -5,24 +5,20 @@ import re
 
 import pytest
 
-from lablib import lab
+from lablib import lab, pod
 from lablib.pod import POD_DIR, WORKER_PYTHON, WORKER_USER, site_setting
 
 pytestmark = pytest.mark.once
 
 SETTINGS = POD_DIR + "/pod/custom/settings_local.py"
-WEB_SERVICE = "uwsgi-pod"
 # A package of Pod's requirements-encode.txt that the worker never imports: with it gone, the next
 # run's install has to reach the pip index, as an upgrade does.
 PACKAGE = "webvtt-py"
 
 
 def frontal_state():
-    """(sha256 of the frontal's settings, main PID of Pod's web service)."""
-    frontal = lab.host("frontal")
-    pid = frontal.run("systemctl show -p MainPID --value %s" % WEB_SERVICE).stdout.strip()
-    assert pid not in ("", "0"), "%s is not running on the frontal" % WEB_SERVICE
-    return frontal.file(SETTINGS).sha256sum, pid
+    """(sha256 of the frontal's settings, (main PID, last load) of Pod's web service)."""
+    return lab.host("frontal").file(SETTINGS).sha256sum, pod.web_service_state()
 
 
 def worker_pip(*args):
