@@ -16,6 +16,10 @@ LAST = ("test_xapi_check", "test_monitoring", "test_turning_off", "test_faults",
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "once: proves the roles' logic, not the host's release; the debian13 scenario deselects it")
+    # The debian13 and default labs run at once (scripts/test.sh's lanes): the faults go to the lab with
+    # the fewer tests, so that both end about together.
+    config.addinivalue_line(
+        "markers", "debian13: with once, runs on the debian13 scenario's lab instead of the default one")
 
 
 def pytest_collection_modifyitems(items):

@@ -18,8 +18,9 @@ import pytest
 
 from lablib import faults, lab
 
-# Platform-neutral, and they break and heal the lab: once, after the other tests (conftest.py).
-pytestmark = pytest.mark.once
+# Platform-neutral, and they break and heal the lab: once, after the other tests (conftest.py), on the
+# debian13 scenario's lab.
+pytestmark = [pytest.mark.once, pytest.mark.debian13]
 
 COUNT = int(os.environ.get("FAULTS_COUNT", "40"))
 SPREAD = float(os.environ.get("FAULTS_SPREAD", "4"))
