@@ -187,7 +187,7 @@ molecule_lane() {
 }
 
 # The scenarios run in lanes, at once: a lab's tests leave about one of the machine's two cores idle (they
-# mostly wait on its services), so two labs share it (docs/lab.md, "The suite's time"). Each lane runs its
+# mostly wait on its services), so two labs share it (docs/lab.md, "How long it takes"). Each lane runs its
 # scenarios in turn; the output of all but the first lane is printed when it ends. MOLECULE_SCENARIOS runs
 # its scenarios in one lane.
 molecule_all() {
