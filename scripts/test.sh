@@ -6,7 +6,8 @@
 #   worker's libraries, on each kombu release the role's pip constraints allow), and `molecule test` for every scenario
 #   (real containers, real Redis, Celery, Ralph and git).
 # Usage: scripts/test.sh [STAGE...]   stages: yamllint ansible-lint changelog sanity units contract molecule
-#        MOLECULE_SCENARIOS="default" scripts/test.sh molecule   (a subset of scenarios)
+#        MOLECULE_SCENARIOS="default" scripts/test.sh molecule   (a subset of scenarios, one after the other)
+#        MOLECULE_LANES="default,debian13 all_in_one,scale_out" scripts/test.sh molecule   (other lanes: a word per lane)
 # It runs every stage, prints a summary, and exits non-zero if any stage failed.
 set -uo pipefail
 project=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
