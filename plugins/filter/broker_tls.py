@@ -13,7 +13,7 @@ short_description: Whether the broker link should be TLS when the inventory does
 version_added: "0.1.0"
 description:
   - Answers true when a client of the broker (a host of C(pod_frontal) or C(pod_encoding)) is not a host of
-    C(pod_broker): its statements and the broker's passwords would then cross the network. False when every
+    C(pod_broker), since its statements and the broker's passwords would then cross the network. False when every
     client runs on a broker host, where they reach it on the host itself.
   - The roles read it only when C(xapi_broker_tls) is unset, so that the broker and its clients agree.
 options:
