@@ -18,8 +18,7 @@ export PATH="$project/.venv/bin:$PATH"
 export CONTAINERS_CONF="$project/tests/lab/containers.conf"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
 
-scenarios=${MOLECULE_SCENARIOS:-"default debian13 all_in_one scale_out"}
-# The lanes of scenarios that run at once (molecule_all): space between lanes, commas within one.
+# Every scenario, in the lanes that run at once (molecule_all): space between lanes, commas within one.
 molecule_lanes="default debian13,all_in_one,scale_out"
 stages=${*:-"yamllint ansible-lint changelog sanity units contract molecule"}
 
@@ -195,7 +194,7 @@ molecule_all() {
   local lanes lane rc=0 dir i=0 pids=() logs=()
   if [ -n "${MOLECULE_SCENARIOS:-}" ]; then
     # shellcheck disable=SC2086
-    molecule_lane $scenarios
+    molecule_lane $MOLECULE_SCENARIOS
     return
   fi
   lanes=${MOLECULE_LANES:-"$molecule_lanes"}

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.once
 SERVICE = "celeryd-xapi"
 KEPT_KEY = "lab:test:turning-off:kept"
 # A drop-in that takes the reload away from the site's web service.
-NO_RELOAD = "/run/systemd/system/uwsgi-pod.service.d/no-reload.conf"
+NO_RELOAD = "/run/systemd/system/%s.service.d/no-reload.conf" % pod.WEB_SERVICE
 
 
 def site_use_xapi():
@@ -68,7 +68,7 @@ def test_turning_xapi_off_drains_then_stops_and_on_again_resumes():
         # A unit without a reload: turning xAPI on again restarts the service.
         frontal.run("mkdir -p %s && printf '[Service]\\nExecReload=\\n' > %s && systemctl daemon-reload"
                     % (NO_RELOAD.rsplit("/", 1)[0], NO_RELOAD))
-        assert frontal.run("systemctl show -p CanReload --value uwsgi-pod").stdout.strip() == "no"
+        assert frontal.run("systemctl show -p CanReload --value %s" % pod.WEB_SERVICE).stdout.strip() == "no"
     finally:
         rc, output = lab.run_playbook("playbooks/site.yml")
         broker.broker("DEL %s" % KEPT_KEY)
